@@ -1,0 +1,56 @@
+"""logitkit: a plugin-based registry of logits processors and the pipeline that runs them."""
+
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from logitkit.errors import ConfigError, Problem
+from logitkit.hookspecs import hookimpl
+from logitkit.pipeline import EmptyRowError, Pipeline, ProcessorContractError
+from logitkit.processor import (
+    CheckContext,
+    EmptyConfig,
+    Processor,
+    ProcessorConfig,
+    Selector,
+    StepContext,
+    TokenSettings,
+)
+from logitkit.registry import Registry, build_registry, registry
+from logitkit.stages import Stage
+
+try:
+    __version__ = metadata.version("logitkit")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "CheckContext",
+    "ConfigError",
+    "EmptyConfig",
+    "EmptyRowError",
+    "Pipeline",
+    "Problem",
+    "Processor",
+    "ProcessorConfig",
+    "ProcessorContractError",
+    "Registry",
+    "Selector",
+    "Stage",
+    "StepContext",
+    "TokenSettings",
+    "__version__",
+    "build_registry",
+    "hookimpl",
+    "registry",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The decoding loop pulls in more of transformers; load it only when asked for.
+    if name == "generate":
+        from logitkit.generate import generate
+
+        return generate
+    raise AttributeError(f"module 'logitkit' has no attribute {name!r}")

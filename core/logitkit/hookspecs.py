@@ -1,0 +1,44 @@
+"""Every hook a logitkit plugin can implement.
+
+Each hook receives a ``register`` callback and is called once, when the
+plugin manager loads. Hooks take keyword arguments only (pluggy's rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import pluggy
+
+hookspec = pluggy.HookspecMarker("logitkit")
+hookimpl = pluggy.HookimplMarker("logitkit")
+
+
+@hookspec
+def register_processors(register: Callable[..., None]) -> None:
+    """Register processor classes: ``register(cls, replace=False)``."""
+
+
+@hookspec
+def register_selectors(register: Callable[..., None]) -> None:
+    """Register selector classes, the last element of a chain: ``register(cls, replace=False)``."""
+
+
+@hookspec
+def register_order_presets(register: Callable[..., None]) -> None:
+    """Register named orders: ``register(name, key, description="")``; ``key(processor_cls) -> sortable``."""
+
+
+@hookspec
+def register_config_presets(register: Callable[..., None]) -> None:
+    """Register named config fragments usable as ``preset: NAME``: ``register(name, config_dict, description="")``."""
+
+
+@hookspec
+def register_stopping_criteria(register: Callable[..., None]) -> None:
+    """Register stopping-criterion classes for ``logitkit.generate``: ``register(cls, replace=False)``."""
+
+
+@hookspec
+def register_search_strategies(register: Callable[..., None]) -> None:
+    """Register search strategies (greedy/sample, beam, ...): ``register(name, strategy, replace=False)``."""
+

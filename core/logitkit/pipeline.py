@@ -1,0 +1,287 @@
+"""The pipeline: processors in run order, then a selector."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from logitkit.config import ResolvedConfig, resolve
+from logitkit.processor import Processor, Selector, StepContext, TokenSettings
+from logitkit.registry import Registry
+from logitkit.registry import registry as default_registry
+from logitkit.settings import GenerationSettings
+from logitkit.stages import Stage, stage_label
+
+log = logging.getLogger("logitkit.pipeline")
+
+#: What happens when the processors remove every token of a row.
+EMPTY_ROW_POLICIES = ("top", "error")
+
+
+class ProcessorContractError(RuntimeError):
+    """A processor broke its contract (caught in check mode)."""
+
+
+class EmptyRowError(RuntimeError):
+    """Every token of a row was removed and the pipeline's policy is ``error``."""
+
+
+def check_mode_from_env() -> bool:
+    return os.environ.get("LOGITKIT_CHECK", "").strip().lower() in {"1", "true", "yes"}
+
+
+class Pipeline:
+    """Processors in run order and the selector that ends the chain.
+
+    ``pipe(input_ids, scores)`` runs every logits stage (transformers'
+    signature); ``pipe.next_tokens(input_ids, scores)`` also selects.
+    """
+
+    def __init__(
+        self,
+        processors: Sequence[Processor],
+        selector: Selector | None = None,
+        *,
+        tokens: TokenSettings | None = None,
+        generation: GenerationSettings | None = None,
+        order: str = "listed",
+        source: str = "<code>",
+        check: bool | None = None,
+        on_empty_row: str = "top",
+        **context: Any,
+    ) -> None:
+        if on_empty_row not in EMPTY_ROW_POLICIES:
+            raise ValueError(f"on_empty_row must be one of {EMPTY_ROW_POLICIES}, not {on_empty_row!r}")
+        self.processors = list(processors)
+        self.selector = selector
+        self.tokens = tokens or TokenSettings()
+        self.generation = generation or GenerationSettings()
+        self.order = order
+        self.source = source
+        self.check = check_mode_from_env() if check is None else check
+        self.on_empty_row = on_empty_row
+        self.context = dict(context)
+        self._prompt_length: int | None = context.get("prompt_length")
+        self._last_length = -1
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        obj: Any,
+        *,
+        registry: Registry | None = None,
+        allow_import: bool | None = None,
+        check: bool | None = None,
+        on_empty_row: str = "top",
+        **context: Any,
+    ) -> Pipeline:
+        """Build a pipeline from a dict, a list, a path to .yaml/.yml/.json/.toml, or a resolved config.
+
+        Raises ``logitkit.ConfigError`` listing every problem when the config is invalid.
+        ``context`` (prompt_length, tokenizer, model, encoder_input_ids, ...) reaches every step.
+        """
+        reg = registry if registry is not None else default_registry()
+        resolved = resolve(obj, registry=reg, allow_import=allow_import)
+        return cls.from_resolved(resolved, registry=reg, check=check, on_empty_row=on_empty_row, **context)
+
+    @classmethod
+    def from_resolved(
+        cls,
+        resolved: ResolvedConfig,
+        *,
+        registry: Registry | None = None,
+        check: bool | None = None,
+        on_empty_row: str = "top",
+        **context: Any,
+    ) -> Pipeline:
+        reg = registry if registry is not None else default_registry()
+        processors = [spec.cls(spec.config, resolved.tokens) for spec in resolved.processors]
+        selector: Selector | None
+        if resolved.selector is not None:
+            selector = resolved.selector.cls(resolved.selector.config, resolved.tokens)
+        else:
+            selector = default_selector(processors, reg, resolved.tokens)
+        return cls(
+            processors,
+            selector,
+            tokens=resolved.tokens,
+            generation=resolved.generation,
+            order=resolved.order,
+            source=resolved.source,
+            check=check,
+            on_empty_row=on_empty_row,
+            **context,
+        )
+
+    # -- running -----------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget per-generation state (prompt length, stateful processors)."""
+        self._prompt_length = self.context.get("prompt_length")
+        self._last_length = -1
+        for processor in self.processors:
+            processor.reset()
+        if self.selector is not None:
+            self.selector.reset()
+
+    def step_context(self, input_ids: torch.Tensor, **overrides: Any) -> StepContext:
+        """The context for one step; the prompt length is the first length seen after ``reset``."""
+        length = int(input_ids.shape[-1])
+        if self._prompt_length is None or length < self._last_length:
+            # A shorter sequence than last time means a new generation began.
+            self._prompt_length = self.context.get("prompt_length", length)
+        self._last_length = length
+        values: dict[str, Any] = {
+            "input_ids": input_ids,
+            "prompt_length": self._prompt_length,
+            "step": length - int(self._prompt_length or 0),
+            "tokens": self.tokens,
+        }
+        for key in ("attention_mask", "encoder_input_ids", "tokenizer", "model", "seeds"):
+            if key in self.context:
+                values[key] = self.context[key]
+        values.update(overrides)
+        return StepContext(**values)
+
+    def process(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """Run every logits stage on ``scores``; never modifies ``scores``."""
+        if self.check:
+            return self._process_checked(scores, ctx)
+        for processor in self.processors:
+            scores = processor.apply(scores, ctx)
+        return scores
+
+    def _process_checked(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        ids_before = ctx.input_ids.clone()
+        for processor in self.processors:
+            before = scores.clone()
+            out = processor.apply(scores, ctx)
+            _check_output(processor, before, scores, out, ids_before, ctx.input_ids)
+            scores = out
+        return scores
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        return self.process(scores, self.step_context(input_ids))
+
+    def select(self, processed: torch.Tensor, ctx: StepContext, raw: torch.Tensor | None = None) -> torch.Tensor:
+        """Pick one token per row, applying the empty-row policy first."""
+        if self.selector is None:
+            raise RuntimeError("this pipeline has no selector")
+        processed = self.guard_empty_rows(processed, ctx, raw)
+        return self.selector.select(processed, ctx)
+
+    def guard_empty_rows(
+        self, processed: torch.Tensor, ctx: StepContext, raw: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Rows with no finite score left get the policy's outcome, never a silent token 0."""
+        alive = torch.isfinite(processed).any(dim=-1) | (processed == float("inf")).any(dim=-1)
+        if bool(alive.all()):
+            return processed
+        empty = (~alive).nonzero().flatten().tolist()
+        if self.on_empty_row == "error" or raw is None:
+            culprit = self.emptied_by(raw, ctx, empty) if raw is not None else "the pipeline"
+            raise EmptyRowError(f"rows {empty} have no token left after {culprit}")
+        log.debug("rows %s have no token left; keeping the model's top token", empty)
+        fallback = torch.full_like(processed, float("-inf"))
+        clean_raw = torch.nan_to_num(raw.to(processed.dtype), nan=float("-inf"))
+        fallback.scatter_(-1, clean_raw.argmax(dim=-1, keepdim=True), 0.0)
+        return torch.where(alive.unsqueeze(-1), processed, fallback)
+
+    def emptied_by(self, raw: torch.Tensor, ctx: StepContext, rows: list[int]) -> str:
+        """The first processor after which any of ``rows`` had no finite score (a diagnostic replay)."""
+        scores = raw
+        for processor in self.processors:
+            scores = processor.apply(scores, ctx)
+            if not bool(torch.isfinite(scores[rows]).any(dim=-1).all()):
+                return f"processor {processor.name!r} (stage {stage_label(processor.stage)})"
+        return "the model (no finite logits)"
+
+    def next_tokens(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Run the logits stages, then the selector: one token id per row."""
+        ctx = self.step_context(input_ids)
+        processed = self.process(scores, ctx)
+        tokens = self.select(processed, ctx, raw=scores)
+        self.accept(tokens)
+        return tokens
+
+    def accept(self, tokens: torch.Tensor) -> None:
+        for processor in self.processors:
+            processor.accept(tokens)
+        if self.selector is not None:
+            self.selector.accept(tokens)
+
+    # -- integration and description -------------------------------------------------
+
+    def as_hf(self, include_selector: bool = False) -> Any:
+        """A transformers ``LogitsProcessorList`` running this pipeline inside ``model.generate``."""
+        from logitkit.integrations.transformers import as_logits_processor_list
+
+        return as_logits_processor_list(self, include_selector=include_selector)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """One row per chain element, in run order."""
+        rows = [
+            {
+                "name": p.name,
+                "stage": stage_label(int(p.stage)),
+                "priority": p.priority,
+                "config": p.config.model_dump(exclude_defaults=False),
+            }
+            for p in self.processors
+        ]
+        if self.selector is not None:
+            rows.append(
+                {
+                    "name": self.selector.name,
+                    "stage": stage_label(int(Stage.SELECTION)),
+                    "priority": 0,
+                    "config": self.selector.config.model_dump(),
+                }
+            )
+        return rows
+
+    def __repr__(self) -> str:
+        chain = " -> ".join([p.name for p in self.processors] + ([self.selector.name] if self.selector else []))
+        return f"Pipeline({chain})"
+
+
+def default_selector(processors: Sequence[Processor], reg: Registry, tokens: TokenSettings) -> Selector | None:
+    """``sample`` when the chain shapes a distribution (temperature or truncation), else ``greedy``."""
+    samples = any(int(Stage.TEMPERATURE) <= int(p.stage) < int(Stage.WATERMARK) for p in processors)
+    name = "sample" if samples else "greedy"
+    entry = reg.selectors.get(name)
+    if entry is None:
+        return None
+    selector: Selector = entry.cls(None, tokens)
+    return selector
+
+
+def _check_output(
+    processor: Processor,
+    before: torch.Tensor,
+    scores: torch.Tensor,
+    out: Any,
+    ids_before: torch.Tensor,
+    ids_after: torch.Tensor,
+) -> None:
+    name = f"processor {processor.name!r}"
+    if not isinstance(out, torch.Tensor):
+        raise ProcessorContractError(f"{name} returned {type(out).__name__}, not a tensor")
+    if out.shape != before.shape:
+        raise ProcessorContractError(f"{name} returned shape {tuple(out.shape)}, expected {tuple(before.shape)}")
+    if out.dtype != before.dtype:
+        raise ProcessorContractError(f"{name} returned dtype {out.dtype}, expected {before.dtype}")
+    if not torch.equal(torch.nan_to_num(scores), torch.nan_to_num(before)) or not torch.equal(
+        torch.isnan(scores), torch.isnan(before)
+    ):
+        raise ProcessorContractError(f"{name} modified its input scores in place")
+    if not torch.equal(ids_before, ids_after):
+        raise ProcessorContractError(f"{name} modified input_ids in place")
+    if bool(torch.isnan(out).any()) and not bool(torch.isnan(before).any()):
+        raise ProcessorContractError(f"{name} produced NaN scores")

@@ -1,0 +1,75 @@
+"""Sampling by the exponential race, with counter-based noise keyed on (seed, step, token id).
+
+``argmax(logits + Gumbel)`` picks token i with probability softmax(logits)_i,
+the same law as ``torch.multinomial`` over the softmax, without building a
+CDF. The noise for a token depends only on the row's seed, the step and the
+token id, so a row's draw does not depend on the rest of the batch, and a
+sampler that sees only a candidate subset (the sorted fast path) draws exactly
+the token the dense path would.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_MASK64 = (1 << 64) - 1
+
+
+def _signed(value: int) -> int:
+    value &= _MASK64
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+_GOLDEN = _signed(0x9E3779B97F4A7C15)
+_MIX1 = _signed(0xBF58476D1CE4E5B9)
+_MIX2 = _signed(0x94D049BB133111EB)
+_STEP = _signed(0xD1B54A32D192ED03)
+
+
+def _shr(x: torch.Tensor, bits: int) -> torch.Tensor:
+    # Logical shift on int64: arithmetic shift, then clear the sign-extended bits.
+    return (x >> bits) & ((1 << (64 - bits)) - 1)
+
+
+def splitmix64(x: torch.Tensor) -> torch.Tensor:
+    """The splitmix64 finaliser on int64 tensors (multiplication wraps modulo 2**64)."""
+    x = x + _GOLDEN
+    x = (x ^ _shr(x, 30)) * _MIX1
+    x = (x ^ _shr(x, 27)) * _MIX2
+    return x ^ _shr(x, 31)
+
+
+def row_keys(seeds: torch.Tensor, step: int) -> torch.Tensor:
+    """One 64-bit key per row for this step."""
+    return splitmix64(seeds.to(torch.int64) * _STEP + step)
+
+
+def uniform_noise(keys: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    """Uniform (0, 1) float64 noise for ``token_ids`` ([batch, k]) under per-row ``keys`` ([batch])."""
+    bits = splitmix64(keys.unsqueeze(-1) ^ splitmix64(token_ids.to(torch.int64)))
+    mantissa = _shr(bits, 11).to(torch.float64)
+    return (mantissa + 0.5) * (1.0 / (1 << 53))
+
+
+def gumbel_noise(keys: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+    return -torch.log(-torch.log(uniform_noise(keys, token_ids)))
+
+
+def race(
+    logits: torch.Tensor, seeds: torch.Tensor, step: int, token_ids: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Sample one index per row of ``logits`` ([batch, k]) by the Gumbel-max race.
+
+    ``token_ids`` names the vocabulary id of each column (defaults to the column
+    index); the noise is keyed on it, so a subset of columns races exactly as it
+    would inside the full row. Returns column indices, not token ids.
+    """
+    if token_ids is None:
+        token_ids = torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
+    noise = gumbel_noise(row_keys(seeds.to(logits.device), step), token_ids)
+    return torch.argmax(logits.to(torch.float64) + noise, dim=-1)
+
+
+def draw_seeds(batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Per-row seeds from torch's RNG, so ``torch.manual_seed`` makes unseeded runs repeatable."""
+    return torch.randint(0, 2**62, (batch_size,), generator=generator, dtype=torch.int64)

@@ -1,0 +1,57 @@
+"""Selectors: the last element of every chain picks one token per row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from pydantic import Field
+
+from logitkit import ProcessorConfig, Selector, StepContext
+from logitkit.sampling import draw_seeds, race
+
+
+class Greedy(Selector):
+    """Pick the highest-scoring token (the first one on ties, like torch.argmax)."""
+
+    name = "greedy"
+
+    def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return scores.argmax(dim=-1)
+
+
+class SampleConfig(ProcessorConfig):
+    seed: int | None = Field(default=None, ge=0, description="Seed for every row; unset draws seeds from torch's RNG.")
+
+
+class Sample(Selector):
+    """Sample from softmax(scores) by the exponential race, with per-row seeds (batch-invariant)."""
+
+    name = "sample"
+    Config = SampleConfig
+    primary = "seed"
+
+    def __init__(self, config: SampleConfig | None = None, tokens: object = None) -> None:
+        super().__init__(config, tokens)  # type: ignore[arg-type]
+        self._drawn: torch.Tensor | None = None
+
+    def reset(self) -> None:
+        self._drawn = None
+
+    def seeds_for(self, ctx: StepContext) -> torch.Tensor:
+        """Per-row seeds: the context's, else the config's, else drawn once per generation."""
+        if ctx.seeds is not None:
+            return ctx.seeds
+        if self.config.seed is not None:
+            return torch.full((ctx.batch_size,), self.config.seed, dtype=torch.int64)
+        if self._drawn is None or self._drawn.shape[0] != ctx.batch_size:
+            self._drawn = draw_seeds(ctx.batch_size)
+        return self._drawn
+
+    def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return race(scores, self.seeds_for(ctx), ctx.step).to(scores.device)
+
+
+def register_selectors(register: Callable[..., None]) -> None:
+    register(Greedy)
+    register(Sample)

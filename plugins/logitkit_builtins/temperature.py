@@ -1,0 +1,36 @@
+"""Temperature: divide the logits by T before softmax."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from pydantic import Field
+
+from logitkit import Processor, ProcessorConfig, Stage, StepContext
+
+
+class TemperatureConfig(ProcessorConfig):
+    temperature: float = Field(default=1.0, ge=0, description="T > 1 flattens, T < 1 sharpens; 0 means greedy.")
+
+
+class Temperature(Processor):
+    """Scale logits by 1/T; T = 0 keeps only the top token (greedy)."""
+
+    name = "temperature"
+    stage = Stage.TEMPERATURE
+    Config = TemperatureConfig
+    argmax_invariant = True
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        t = self.config.temperature
+        if t == 0.0:
+            # transformers rejects T=0; the limit of softmax(z/T) as T->0 is the argmax.
+            keep = torch.zeros_like(scores, dtype=torch.bool)
+            keep.scatter_(-1, scores.argmax(dim=-1, keepdim=True), True)
+            return scores.masked_fill(~keep, float("-inf"))
+        return scores / t
+
+
+def register_processors(register: Callable[..., None]) -> None:
+    register(Temperature)
