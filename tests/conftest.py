@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from logitkit import registry as registry_module
 from logitkit.registry import Registry, build_registry, set_registry
 
 TESTS = Path(__file__).parent
@@ -40,5 +39,25 @@ def make_registry() -> object:
 def reg() -> Registry:
     """A fresh registry from the installed entry points only, independent of the caller's environment."""
     fresh = build_registry(env={})
-    registry_module.set_registry(fresh)
+    set_registry(fresh)
     return fresh
+
+
+def write_dist_info(site: Path, dist: str, version: str, entry_points: dict[str, str]) -> Path:
+    """Make ``site`` look like an installed distribution with entry points in group ``logitkit``.
+
+    importlib.metadata finds it once ``site`` is on sys.path (or PYTHONPATH for a subprocess).
+    """
+    import entry_points_txt
+
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8")
+    eps = {
+        "logitkit": {
+            name: entry_points_txt.EntryPoint("logitkit", name, value.partition(":")[0], value.partition(":")[2] or None, ()) for name, value in entry_points.items()
+        }
+    }
+    with (info / "entry_points.txt").open("w", encoding="utf-8") as fh:
+        entry_points_txt.dump(eps, fh)
+    return info
