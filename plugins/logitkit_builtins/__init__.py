@@ -11,9 +11,9 @@ from collections.abc import Callable
 from types import ModuleType
 
 from logitkit import hookimpl
-from logitkit_builtins import orders, selection, temperature, truncation
+from logitkit_builtins import orders, presets, selection, temperature, truncation
 
-FAMILIES: tuple[ModuleType, ...] = (temperature, truncation, selection, orders)
+FAMILIES: tuple[ModuleType, ...] = (temperature, truncation, selection, orders, presets)
 
 
 def _each_family(hook: str, register: Callable[..., None]) -> None:
