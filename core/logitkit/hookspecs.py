@@ -25,7 +25,10 @@ def register_selectors(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_order_presets(register: Callable[..., None]) -> None:
-    """Register named orders: ``register(name, key, description="")``; ``key(processor_cls) -> sortable``."""
+    """Register named orders: ``register(name, reorder, description="")``.
+
+    ``reorder`` receives the processor classes in stage order and returns them in the preset's order.
+    """
 
 
 @hookspec
