@@ -11,9 +11,25 @@ from collections.abc import Callable
 from types import ModuleType
 
 from logitkit import hookimpl
-from logitkit_builtins import orders, presets, selection, temperature, truncation
+from logitkit_builtins import (
+    bias,
+    forcing,
+    length,
+    masks,
+    ngrams,
+    numerics,
+    orders,
+    penalties,
+    presets,
+    selection,
+    temperature,
+    truncation,
+)
 
-FAMILIES: tuple[ModuleType, ...] = (temperature, truncation, selection, orders, presets)
+FAMILIES: tuple[ModuleType, ...] = (
+    temperature, truncation, selection, orders, presets,
+    bias, penalties, ngrams, length, masks, forcing, numerics,
+)  # fmt: skip
 
 
 def _each_family(hook: str, register: Callable[..., None]) -> None:

@@ -1,0 +1,81 @@
+"""Helpers shared by the token-level families: id masks, eos lookup, config-time id checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+import torch
+
+from logitkit import CheckContext, StepContext, TokenSettings
+
+NEG_INF = float("-inf")
+
+NO_EOS = "needs an eos token id; set 'tokens: {eos: ID}' in the config"
+
+
+def vocab_mask(ids: Sequence[int], vocab_size: int, device: torch.device) -> torch.Tensor:
+    """A bool ``[vocab]`` mask of ``ids``; ids at or past the vocab are dropped (the model cannot emit them)."""
+    index = torch.tensor(list(ids), dtype=torch.long, device=device).clamp(max=vocab_size)
+    # One spare slot past the vocab absorbs the out-of-range ids without a host-side filter.
+    mask = torch.zeros(vocab_size + 1, dtype=torch.bool, device=device)
+    mask[index] = True
+    return mask[:vocab_size]
+
+
+def scatter_mask(rows: int, vocab_size: int, tokens: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
+    """A bool ``[rows, vocab]`` mask with ``tokens[r, j]`` set wherever ``hit[r, j]``.
+
+    Misses and out-of-vocab tokens are sent to a spare column past the vocab,
+    so a miss can never clear another hit on the same token.
+    """
+    target = torch.where(hit, tokens.clamp(max=vocab_size), vocab_size)
+    mask = torch.zeros(rows, vocab_size + 1, dtype=torch.bool, device=tokens.device)
+    mask.scatter_(1, target, True)
+    return mask[:, :vocab_size]
+
+
+class MaskCache:
+    """Builds a token mask once per (vocab size, device) instead of at every step."""
+
+    def __init__(self, ids: Iterable[int]) -> None:
+        self.ids = tuple(ids)
+        self._masks: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def get(self, vocab_size: int, device: torch.device) -> torch.Tensor:
+        key = (vocab_size, device)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self._masks[key] = vocab_mask(self.ids, vocab_size, device)
+        return mask
+
+
+def eos_ids(tokens: TokenSettings) -> list[int]:
+    return list(dict.fromkeys(tokens.eos or []))
+
+
+def encoder_ids(ctx: StepContext, rows: int) -> torch.Tensor:
+    """The encoder input ids, one row per hypothesis; the prompt stands in for decoder-only models."""
+    ids = ctx.encoder_input_ids
+    if ids is None:
+        ids = ctx.input_ids[:, : ctx.prompt_length]
+    if ids.dim() == 1:
+        ids = ids.unsqueeze(0)
+    if rows > ids.shape[0]:
+        # Beam search and num_return_sequences expand each prompt into consecutive rows.
+        ids = ids.repeat_interleave(rows // ids.shape[0], dim=0)
+    return ids
+
+
+def id_range_problems(field: str, ids: Iterable[int], context: CheckContext) -> Iterator[str]:
+    """Token ids at or past ``tokens.vocab_size``, when the config declares a vocab size."""
+    vocab = context.tokens.vocab_size
+    if vocab is None:
+        return
+    outside = sorted({i for i in ids if i >= vocab})
+    if outside:
+        yield f"{field}: token ids {outside} are outside the vocab (tokens.vocab_size = {vocab})"
+
+
+def needs_eos(context: CheckContext) -> Iterator[str]:
+    if not context.tokens.eos:
+        yield NO_EOS

@@ -1,0 +1,155 @@
+"""Forcing: at a given position, every token but the forced one gets -inf (the forced one gets 0)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
+
+from logitkit import CheckContext, Processor, ProcessorConfig, Stage, StepContext, TokenSettings
+from logitkit_builtins._tokens import NEG_INF, MaskCache, eos_ids, id_range_problems
+
+
+def forced(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """-inf everywhere except 0 on the ``allowed`` vocab mask."""
+    return torch.zeros_like(scores).masked_fill(~allowed, NEG_INF)
+
+
+class ForcedBOSConfig(ProcessorConfig):
+    forced_bos_token_id: NonNegativeInt | None = Field(
+        default=None, description="Token forced as the first generated token; default: tokens.bos."
+    )
+
+
+class ForcedBOS(Processor):
+    """Force a token right after the decoder start token (when the sequence is one token long)."""
+
+    name = "forced_bos_token_id"
+    stage = Stage.LOGITS
+    priority = 100
+    Config = ForcedBOSConfig
+
+    def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
+        super().__init__(config, tokens)
+        token = self.config.forced_bos_token_id
+        self.token = token if token is not None else self.tokens.bos
+        self.masks = MaskCache([] if self.token is None else [self.token])
+
+    @classmethod
+    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
+        token = config.forced_bos_token_id if config.forced_bos_token_id is not None else context.tokens.bos
+        if token is None:
+            return ["needs a token: set forced_bos_token_id, or 'tokens: {bos: ID}' in the config"]
+        return id_range_problems("forced_bos_token_id", [token], context)
+
+    @classmethod
+    def forced_tokens(cls, config: Any) -> set[int]:
+        return set() if config.forced_bos_token_id is None else {config.forced_bos_token_id}
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if ctx.input_ids.shape[-1] != 1:
+            return scores
+        return forced(scores, self.masks.get(scores.shape[-1], scores.device))
+
+
+class ForcedEOSConfig(ProcessorConfig):
+    forced_eos_token_id: list[NonNegativeInt] | None = Field(
+        default=None, description="Token(s) forced at the last position; default: tokens.eos."
+    )
+    max_length: PositiveInt | None = Field(default=None, description="Total length (prompt included) whose last token is forced.")
+    max_new_tokens: PositiveInt | None = Field(default=None, description="Or: number of new tokens whose last one is forced.")
+
+    @field_validator("forced_eos_token_id", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class ForcedEOS(Processor):
+    """Force an eos token at the last position allowed by max_length (or max_new_tokens)."""
+
+    name = "forced_eos_token_id"
+    stage = Stage.LOGITS
+    priority = 110
+    Config = ForcedEOSConfig
+
+    def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
+        super().__init__(config, tokens)
+        ids = self.config.forced_eos_token_id
+        self.token_ids = list(ids) if ids is not None else eos_ids(self.tokens)
+        self.masks = MaskCache(self.token_ids)
+
+    @classmethod
+    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
+        ids = config.forced_eos_token_id if config.forced_eos_token_id is not None else context.tokens.eos
+        if not ids:
+            yield "needs a token: set forced_eos_token_id, or 'tokens: {eos: ID}' in the config"
+        if (config.max_length is None) == (config.max_new_tokens is None):
+            yield "set exactly one of max_length or max_new_tokens (the position whose token is forced)"
+        yield from id_range_problems("forced_eos_token_id", ids or [], context)
+
+    @classmethod
+    def forced_tokens(cls, config: Any) -> set[int]:
+        return set(config.forced_eos_token_id or [])
+
+    def is_last_position(self, ctx: StepContext) -> bool:
+        if self.config.max_length is not None:
+            return ctx.input_ids.shape[-1] == self.config.max_length - 1
+        return ctx.step == (self.config.max_new_tokens or 0) - 1
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if not self.is_last_position(ctx):
+            return scores
+        return forced(scores, self.masks.get(scores.shape[-1], scores.device))
+
+
+class ForcedDecoderIdsConfig(ProcessorConfig):
+    forced_decoder_ids: dict[NonNegativeInt, NonNegativeInt] = Field(
+        min_length=1, description="Sequence position -> forced token id, e.g. {1: 50259} or [[1, 50259]]."
+    )
+
+    @field_validator("forced_decoder_ids", mode="before")
+    @classmethod
+    def _from_pairs(cls, value: Any) -> Any:
+        # transformers' form: [[position, token], ...]
+        if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
+            positions = [p[0] for p in value]
+            if len(set(positions)) != len(positions):
+                raise ValueError("a position is listed twice; force one token per position")
+            return {p[0]: p[1] for p in value}
+        return value
+
+
+class ForcedDecoderIds(Processor):
+    """Force given tokens at given positions of the sequence (position = length of the sequence so far)."""
+
+    name = "forced_decoder_ids"
+    stage = Stage.LOGITS
+    priority = 160
+    Config = ForcedDecoderIdsConfig
+
+    def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
+        super().__init__(config, tokens)
+        self.masks = {pos: MaskCache([tok]) for pos, tok in self.config.forced_decoder_ids.items()}
+
+    @classmethod
+    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
+        return id_range_problems("forced_decoder_ids", config.forced_decoder_ids.values(), context)
+
+    @classmethod
+    def forced_tokens(cls, config: Any) -> set[int]:
+        return set(config.forced_decoder_ids.values())
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        cache = self.masks.get(ctx.input_ids.shape[-1])  # a shape, not a tensor value: no host sync
+        if cache is None:
+            return scores
+        return forced(scores, cache.get(scores.shape[-1], scores.device))
+
+
+def register_processors(register: Callable[..., None]) -> None:
+    register(ForcedBOS)
+    register(ForcedEOS)
+    register(ForcedDecoderIds)

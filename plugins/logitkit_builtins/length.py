@@ -1,0 +1,97 @@
+"""Length control through the eos score: forbid it before a minimum length, or raise it after a start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from pydantic import Field, NonNegativeInt
+
+from logitkit import CheckContext, Processor, ProcessorConfig, Stage, StepContext, TokenSettings
+from logitkit_builtins._tokens import NEG_INF, MaskCache, eos_ids, id_range_problems, needs_eos
+
+
+class _EosProcessor(Processor):
+    """A processor acting on the eos tokens declared in the config's ``tokens:`` section."""
+
+    def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
+        super().__init__(config, tokens)
+        self.eos = eos_ids(self.tokens)
+        self.masks = MaskCache(self.eos)
+
+    @classmethod
+    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
+        yield from needs_eos(context)
+        yield from id_range_problems("tokens.eos", context.tokens.eos or [], context)
+
+    def without_eos(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.masked_fill(self.masks.get(scores.shape[-1], scores.device), NEG_INF)
+
+
+class MinLengthConfig(ProcessorConfig):
+    min_length: NonNegativeInt = Field(default=0, description="Eos is forbidden while the sequence (prompt included) is shorter.")
+
+
+class MinLength(_EosProcessor):
+    """Forbid eos while the whole sequence, prompt included, is shorter than min_length."""
+
+    name = "min_length"
+    stage = Stage.LOGITS
+    priority = 70
+    Config = MinLengthConfig
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if ctx.input_ids.shape[-1] >= self.config.min_length:
+            return scores
+        return self.without_eos(scores)
+
+
+class MinNewTokensConfig(ProcessorConfig):
+    min_new_tokens: NonNegativeInt = Field(default=0, description="Eos is forbidden until this many tokens were generated.")
+
+
+class MinNewTokens(_EosProcessor):
+    """Forbid eos until min_new_tokens tokens have been generated (the prompt does not count)."""
+
+    name = "min_new_tokens"
+    stage = Stage.LOGITS
+    priority = 80
+    Config = MinNewTokensConfig
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if ctx.step >= self.config.min_new_tokens:
+            return scores
+        return self.without_eos(scores)
+
+
+class ExponentialDecayConfig(ProcessorConfig):
+    start_index: NonNegativeInt = Field(description="Generated tokens after which the eos boost starts.")
+    decay_factor: float = Field(gt=0, description="Growth per token past the start: > 1 favours ending, < 1 discourages it.")
+
+
+class ExponentialDecayLengthPenalty(_EosProcessor):
+    """Raise the eos score exponentially once start_index tokens have been generated."""
+
+    name = "exponential_decay_length_penalty"
+    stage = Stage.LOGITS
+    priority = 130
+    Config = ExponentialDecayConfig
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        past = ctx.step - self.config.start_index
+        if past <= 0 or not self.eos:
+            return scores
+        vocab = scores.shape[-1]
+        eos = torch.tensor([e for e in self.eos if e < vocab], dtype=torch.long, device=scores.device)
+        current = scores.index_select(1, eos)
+        # |score| keeps the push upward even for negative logits; -inf stays -inf.
+        boost = current.abs() * (self.config.decay_factor**past - 1)
+        boost = boost.masked_fill(~torch.isfinite(current), 0.0)
+        return scores.index_add(1, eos, boost)
+
+
+def register_processors(register: Callable[..., None]) -> None:
+    register(MinLength)
+    register(MinNewTokens)
+    register(ExponentialDecayLengthPenalty)

@@ -1,0 +1,103 @@
+"""Repetition penalties: push down (or up) tokens already seen in the sequence or the encoder input."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, NonNegativeInt
+
+from logitkit import Processor, ProcessorConfig, Stage, StepContext
+from logitkit_builtins._tokens import encoder_ids
+
+
+def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Divide positive scores of ``ids`` by ``penalty`` and multiply negative ones, once per token.
+
+    ``ids`` equal to the vocab size land in a spare column that is dropped, so
+    ignored positions and out-of-vocab ids cost no host-side filtering.
+    """
+    vocab = scores.shape[-1]
+    padded = F.pad(scores, (0, 1))
+    picked = padded.gather(1, ids)
+    picked = torch.where(picked < 0, picked * penalty, picked / penalty)
+    return padded.scatter(1, ids, picked)[:, :vocab]
+
+
+class RepetitionPenaltyConfig(ProcessorConfig):
+    penalty: float = Field(default=1.0, gt=0, description="> 1 discourages tokens already in the sequence, < 1 encourages them.")
+    prompt_ignore_length: NonNegativeInt = Field(
+        default=0, description="Leading positions of every row that are never penalized."
+    )
+    ignore_padding: bool = Field(
+        default=True, description="Skip each row's left padding (read from the attention mask), as generate() does."
+    )
+    normalize: bool = Field(
+        default=False,
+        description="Penalize log-probabilities instead of raw logits, so the result no longer depends on the logits' sign.",
+    )
+
+
+class RepetitionPenalty(Processor):
+    """Rescale the score of every token already in the sequence (CTRL's repetition penalty)."""
+
+    name = "repetition_penalty"
+    stage = Stage.LOGITS
+    priority = 30
+    Config = RepetitionPenaltyConfig
+    primary = "penalty"
+    needs = frozenset({"input_ids"})
+
+    def ignored_positions(self, ctx: StepContext) -> torch.Tensor | None:
+        """Bool ``[batch, length]``: positions left out of the penalty, or None when none are."""
+        ids = ctx.input_ids
+        limit = torch.full((ids.shape[0],), self.config.prompt_ignore_length, device=ids.device)
+        mask = ctx.attention_mask
+        if self.config.ignore_padding and mask is not None:
+            # The first attended position is the row's left padding length.
+            padding = (mask != 0).int().argmax(dim=1).to(ids.device)
+            if padding.shape[0] < ids.shape[0]:
+                padding = padding.repeat_interleave(ids.shape[0] // padding.shape[0])
+            limit = torch.maximum(limit, padding)
+        elif self.config.prompt_ignore_length == 0:
+            return None
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        return positions[None, :] < limit[:, None]
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        ids = ctx.input_ids.clamp(max=vocab)
+        ignored = self.ignored_positions(ctx)
+        if ignored is not None:
+            ids = ids.masked_fill(ignored, vocab)
+        if self.config.normalize:
+            # Log-probabilities are all <= 0, so every seen token is treated alike.
+            scores = scores.log_softmax(dim=-1)
+        return _penalize(scores, ids, self.config.penalty)
+
+
+class EncoderRepetitionPenaltyConfig(ProcessorConfig):
+    penalty: float = Field(default=1.0, gt=0, description="> 1 favours tokens of the encoder input (or prompt), < 1 avoids them.")
+
+
+class EncoderRepetitionPenalty(Processor):
+    """Favour (penalty > 1) or avoid (< 1) tokens that appear in the encoder input or the prompt."""
+
+    name = "encoder_repetition_penalty"
+    stage = Stage.LOGITS
+    priority = 20
+    Config = EncoderRepetitionPenaltyConfig
+    primary = "penalty"
+    needs = frozenset({"encoder_input_ids"})
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        ids = encoder_ids(ctx, scores.shape[0]).clamp(max=vocab)
+        # The inverse of the repetition penalty: dividing by 1/p rewards the tokens.
+        return _penalize(scores, ids, 1 / self.config.penalty)
+
+
+def register_processors(register: Callable[..., None]) -> None:
+    register(EncoderRepetitionPenalty)
+    register(RepetitionPenalty)
