@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_cli_core import run_cli
 
 from conftest import write_dist_info
 from logitkit import Pipeline
 from logitkit.registry import build_registry, set_registry
-from test_cli_core import run_cli
 
 SOFTCAP_SRC = Path(__file__).resolve().parents[1] / "contrib" / "logitkit-softcap" / "src"
 

@@ -52,5 +52,7 @@ def __getattr__(name: str) -> Any:
     if name == "generate":
         from logitkit.generate import generate
 
+        # Importing the submodule bound the name to the module; bind the function instead.
+        globals()["generate"] = generate
         return generate
     raise AttributeError(f"module 'logitkit' has no attribute {name!r}")

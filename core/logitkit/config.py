@@ -22,7 +22,8 @@ from pydantic import BaseModel, ValidationError
 from logitkit.errors import ConfigError, Problem
 from logitkit.loading import read_config_file
 from logitkit.processor import CheckContext, Processor, Selector, TokenSettings
-from logitkit.registry import Registry, registry as default_registry
+from logitkit.registry import Registry
+from logitkit.registry import registry as default_registry
 from logitkit.settings import GenerationSettings
 
 TOP_LEVEL_KEYS = ("order", "tokens", "processors", "selector", "preset", "generation")
@@ -186,7 +187,7 @@ class _Resolver:
         except ValidationError as exc:
             self.problems.extend(validation_problems(exc, cls.Config, self.source, path))
             return None
-        return ProcessorSpec(name, cls, config, index)
+        return ProcessorSpec(cls.name, cls, config, index)
 
     def split_entry(self, path: str, raw: Any) -> tuple[str | None, Any]:
         if isinstance(raw, str):

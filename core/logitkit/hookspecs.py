@@ -7,6 +7,7 @@ plugin manager loads. Hooks take keyword arguments only (pluggy's rule).
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import pluggy
 
 hookspec = pluggy.HookspecMarker("logitkit")

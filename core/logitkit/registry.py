@@ -28,7 +28,7 @@ class Entry:
     """One registered class (processor, selector or stopping criterion)."""
 
     name: str
-    cls: type
+    cls: type[Any]
     plugin: str
     version: str
     #: The plugin whose entry this one replaced with ``replace=True``, if any.
@@ -141,14 +141,15 @@ class _Staging:
         }
 
     def _target(self, hook: str) -> dict[str, Any]:
-        return {
+        targets: dict[str, dict[str, Any]] = {
             "register_processors": self.registry.processors,
             "register_selectors": self.registry.selectors,
             "register_stopping_criteria": self.registry.stopping_criteria,
             "register_order_presets": self.registry.order_presets,
             "register_config_presets": self.registry.config_presets,
             "register_search_strategies": self.registry.search_strategies,
-        }[hook]
+        }
+        return targets[hook]
 
     def _clash(self, hook: str, name: str, replace: bool) -> str | None:
         existing = self._target(hook).get(name)

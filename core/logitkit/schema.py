@@ -12,7 +12,7 @@ from logitkit.registry import Registry
 from logitkit.settings import GenerationSettings
 
 
-def _entry_models(name: str, cls: type) -> list[type[BaseModel]]:
+def _entry_models(name: str, cls: type[Any]) -> list[type[BaseModel]]:
     config: type[BaseModel] = cls.Config
     title = "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
     full = create_model(
@@ -65,7 +65,7 @@ def build_json_schema(reg: Registry) -> dict[str, Any]:
     else:
         fields["preset"] = (str | None, None)
     model = create_model("LogitkitConfig", __config__=ConfigDict(extra="forbid"), **fields)
-    schema = model.model_json_schema()
+    schema: dict[str, Any] = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "logitkit pipeline config"
     return schema

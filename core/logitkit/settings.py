@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class GenerationSettings(BaseModel):
@@ -24,3 +24,20 @@ class GenerationSettings(BaseModel):
     num_return_sequences: int = Field(default=1, ge=1)
     token_healing: bool = False
     seed: int | None = Field(default=None, ge=0)
+    #: Keep the processed scores / raw logits of every step in the output.
+    output_scores: bool = False
+    output_logits: bool = False
+    #: A registered search strategy; unset picks decode, beam_search or group_beam_search from num_beams.
+    search: str | None = None
+
+    @model_validator(mode="after")
+    def _beams_fit(self) -> GenerationSettings:
+        if self.num_beams % self.num_beam_groups:
+            raise ValueError(f"num_beams ({self.num_beams}) must be a multiple of num_beam_groups ({self.num_beam_groups})")
+        if self.num_beams > 1 and self.num_return_sequences > self.num_beams:
+            raise ValueError(
+                f"num_return_sequences ({self.num_return_sequences}) must be <= num_beams ({self.num_beams})"
+            )
+        if any(not s for s in self.stop_strings):
+            raise ValueError("stop_strings must not contain an empty string")
+        return self
