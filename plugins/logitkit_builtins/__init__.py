@@ -21,7 +21,9 @@ from logitkit_builtins import (
     orders,
     penalties,
     presets,
+    search,
     selection,
+    stopping,
     temperature,
     truncation,
 )
@@ -29,6 +31,7 @@ from logitkit_builtins import (
 FAMILIES: tuple[ModuleType, ...] = (
     temperature, truncation, selection, orders, presets,
     bias, penalties, ngrams, length, masks, forcing, numerics,
+    stopping, search,
 )  # fmt: skip
 
 

@@ -52,6 +52,22 @@ class Sample(Selector):
         return race(scores, self.seeds_for(ctx), ctx.step).to(scores.device)
 
 
+class Multinomial(Selector):
+    """Sample with torch.multinomial over softmax(scores), exactly as transformers' sampling step does.
+
+    It draws from torch's global RNG, so ``torch.manual_seed`` reproduces a
+    transformers ``generate(do_sample=True)`` run token for token. Rows are not
+    batch-invariant: use ``sample`` unless you need that parity.
+    """
+
+    name = "multinomial"
+
+    def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        probs = torch.nn.functional.softmax(scores, dim=-1)
+        return torch.multinomial(probs, num_samples=1).squeeze(1)
+
+
 def register_selectors(register: Callable[..., None]) -> None:
     register(Greedy)
     register(Sample)
+    register(Multinomial)

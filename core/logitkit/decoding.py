@@ -1,0 +1,175 @@
+"""What a search strategy receives (``DecodingJob``) and returns (``GenerationOutput``).
+
+``logitkit.generate`` resolves settings, special tokens, the model adapter and
+the stopping criteria into a job; a search strategy registered through
+``register_search_strategies`` (a callable ``strategy(job) -> GenerationOutput``)
+runs the loop. The job's helpers keep every strategy's bookkeeping the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from logitkit.healing import HealedPrompts
+from logitkit.models import Runner
+from logitkit.pipeline import Pipeline
+from logitkit.processor import StepContext
+from logitkit.sampling import splitmix64
+from logitkit.settings import GenerationSettings
+from logitkit.stopping import FINISH_REASONS, StoppingCriterion, reason_code
+
+
+@dataclass
+class GenerationOutput:
+    """The result of ``logitkit.generate``.
+
+    ``sequences`` holds prompt and generated tokens (for an encoder-decoder:
+    the decoder sequence, starting with the decoder start token); rows are
+    prompt-major, ``num_return_sequences`` consecutive rows per prompt.
+    ``finish_reasons[i]`` is one of ``eos``, ``stop_string``, ``length``,
+    ``time``. ``scores`` (processed) and ``logits`` (raw) have one
+    ``[rows, vocab]`` tensor per step when asked for; in beam search they are
+    per running beam, as in transformers.
+    """
+
+    sequences: torch.Tensor
+    finish_reasons: list[str]
+    prompt_length: int
+    scores: tuple[torch.Tensor, ...] | None = None
+    logits: tuple[torch.Tensor, ...] | None = None
+    #: Beam search: each returned sequence's length-penalised log-probability.
+    sequences_scores: torch.Tensor | None = None
+
+    @property
+    def new_tokens(self) -> torch.Tensor:
+        """The generated part of ``sequences``."""
+        return self.sequences[:, self.prompt_length :]
+
+
+def reasons_from_codes(codes: torch.Tensor, unfinished: str = "length") -> list[str]:
+    """Finish-reason names from the int codes the loops keep (0, still running, becomes ``unfinished``)."""
+    return [FINISH_REASONS[c] if c else unfinished for c in codes.tolist()]
+
+
+@dataclass
+class DecodingJob:
+    """Everything a search strategy needs, resolved once by ``logitkit.generate``."""
+
+    runner: Runner
+    pipeline: Pipeline
+    settings: GenerationSettings
+    #: The (decoder) prompts, left-padded, one row per prompt (not yet expanded).
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    eos: tuple[int, ...]
+    pad: int
+    #: No (decoder) sequence grows past this total length.
+    max_length: int
+    criteria: list[StoppingCriterion]
+    encoder_input_ids: torch.Tensor | None = None
+    encoder_attention_mask: torch.Tensor | None = None
+    #: Per-prompt sample seeds, or None to let the selector draw them.
+    seeds: torch.Tensor | None = None
+    tokenizer: Any = None
+    model: Any = None
+    healed: HealedPrompts | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_length(self) -> int:
+        return int(self.input_ids.shape[-1])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    # -- setup -----------------------------------------------------------------------
+
+    def start(self, expand: int) -> DecodingState:
+        """Repeat each prompt ``expand`` times, run the prefill, and return the loop's state."""
+        ids = self.input_ids.repeat_interleave(expand, dim=0)
+        mask = self.attention_mask.repeat_interleave(expand, dim=0)
+        rows, length = ids.shape
+        sequences = ids.new_full((rows, self.max_length), self.pad)
+        sequences[:, :length] = ids
+        full_mask = mask.new_ones((rows, self.max_length))
+        full_mask[:, :length] = mask
+        if self.encoder_input_ids is not None and hasattr(self.runner, "encode"):
+            assert self.encoder_attention_mask is not None
+            self.runner.encode(self.encoder_input_ids, self.encoder_attention_mask, expand)
+        logits = self.runner.start(ids, mask)
+        if self.healed is not None and self.healed.extensions:
+            allowed = self.healed.first_step_mask(rows, logits.shape[-1], expand, logits.device)
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        encoder_ids = None
+        if self.encoder_input_ids is not None:
+            encoder_ids = self.encoder_input_ids.repeat_interleave(expand, dim=0)
+        return DecodingState(sequences, full_mask, length, logits, self.row_seeds(expand), encoder_ids)
+
+    def row_seeds(self, expand: int) -> torch.Tensor | None:
+        """Seeds per expanded row: the prompt's seed for its first copy, a derived one for the others."""
+        if self.seeds is None:
+            return None
+        seeds = self.seeds.to(torch.int64).repeat_interleave(expand)
+        copy = torch.arange(expand, dtype=torch.int64).repeat(self.batch_size)
+        derived = splitmix64(seeds ^ splitmix64(copy))
+        return torch.where(copy == 0, seeds, derived)
+
+    # -- per step -------------------------------------------------------------------
+
+    def context(self, state: DecodingState, sequences: torch.Tensor, *, beam_search: bool = False) -> StepContext:
+        length = int(sequences.shape[-1])
+        return StepContext(
+            input_ids=sequences,
+            prompt_length=self.prompt_length,
+            step=length - self.prompt_length,
+            tokens=self.pipeline.tokens,
+            attention_mask=state.attention_mask_buffer[: sequences.shape[0], :length],
+            encoder_input_ids=state.encoder_input_ids,
+            tokenizer=self.tokenizer,
+            model=self.model,
+            seeds=state.seeds,
+            beam_search=beam_search,
+        )
+
+    def stop_codes(self, sequences: torch.Tensor, criteria: list[StoppingCriterion] | None = None) -> torch.Tensor | None:
+        """Per row, the finish-reason code of the first criterion that fires (0: none), or None if none fired."""
+        step = int(sequences.shape[-1]) - self.prompt_length
+        codes: torch.Tensor | None = None
+        for criterion in self.criteria if criteria is None else criteria:
+            hit = criterion.check(sequences, step)
+            if hit is None:
+                continue
+            code = torch.tensor(reason_code(criterion.reason), dtype=torch.int8, device=sequences.device)
+            if codes is None:
+                codes = torch.where(hit, code, torch.zeros_like(code))
+            else:
+                codes = torch.where((codes == 0) & hit, code, codes)
+        return codes
+
+
+@dataclass
+class DecodingState:
+    """The loop's growing tensors: a preallocated buffer viewed up to the current length."""
+
+    sequence_buffer: torch.Tensor
+    attention_mask_buffer: torch.Tensor
+    length: int
+    logits: torch.Tensor
+    seeds: torch.Tensor | None
+    encoder_input_ids: torch.Tensor | None
+
+    @property
+    def sequences(self) -> torch.Tensor:
+        return self.sequence_buffer[:, : self.length]
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return self.attention_mask_buffer[:, : self.length]
+
+    def append(self, tokens: torch.Tensor) -> None:
+        self.sequence_buffer[:, self.length] = tokens
+        self.length += 1

@@ -1,0 +1,203 @@
+"""``logitkit.generate``: the decoding loop around any torch model.
+
+This module resolves what a loop needs (settings, special tokens, the model
+adapter, stopping criteria, token healing) into a ``DecodingJob`` and hands
+it to a search strategy from the registry. The loops themselves are plugins
+(the built-in ones live in ``logitkit_builtins.search``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import types
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from pydantic import ValidationError
+
+from logitkit.config import validation_problems
+from logitkit.decoding import DecodingJob, GenerationOutput
+from logitkit.errors import ConfigError, Problem
+from logitkit.healing import heal_prompts
+from logitkit.models import runner_for
+from logitkit.pipeline import Pipeline
+from logitkit.registry import Registry
+from logitkit.registry import registry as default_registry
+from logitkit.settings import GenerationSettings
+from logitkit.stopping import StopContext, StoppingCriterion
+
+#: transformers' default total length when neither max_new_tokens nor max_length is set.
+DEFAULT_MAX_LENGTH = 20
+
+SOURCE = "generate()"
+
+
+def _settings(pipeline: Pipeline, overrides: dict[str, Any]) -> GenerationSettings:
+    base = pipeline.generation.model_dump(exclude_unset=True)
+    try:
+        return GenerationSettings.model_validate({**base, **overrides})
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(exc, GenerationSettings, SOURCE, "generation")) from None
+
+
+def _ids(value: int | Sequence[int] | torch.Tensor | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return tuple(int(v) for v in value.flatten().tolist())
+    if isinstance(value, int):
+        return (value,)
+    return tuple(int(v) for v in value)
+
+
+def _model_setting(model: Any, name: str) -> Any:
+    for source in (getattr(model, "generation_config", None), getattr(model, "config", None)):
+        value = getattr(source, name, None) if source is not None else None
+        if value is not None:
+            return value
+    return None
+
+
+def _search_name(settings: GenerationSettings) -> str:
+    if settings.search is not None:
+        return settings.search
+    if settings.num_beam_groups > 1:
+        return "group_beam_search"
+    return "beam_search" if settings.num_beams > 1 else "decode"
+
+
+def _criteria(reg: Registry, context: StopContext) -> list[StoppingCriterion]:
+    entries = sorted(reg.stopping_criteria.values(), key=lambda e: (getattr(e.cls, "priority", 0), e.name))
+    built = [entry.cls.from_settings(context) for entry in entries]
+    return [c for c in built if c is not None]
+
+
+def generate(
+    model: Any,
+    input_ids: torch.Tensor,
+    pipeline: Pipeline | Any = None,
+    *,
+    attention_mask: torch.Tensor | None = None,
+    tokenizer: Any = None,
+    seeds: torch.Tensor | Sequence[int] | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    decoder_start_token_id: int | None = None,
+    registry: Registry | None = None,
+    **settings: Any,
+) -> GenerationOutput:
+    """Generate from ``input_ids`` ([batch, length], left-padded) with ``pipeline``.
+
+    ``model`` is a transformers causal LM, a transformers encoder-decoder
+    (``input_ids`` then feed the encoder), or any callable
+    ``fn(input_ids, attention_mask) -> logits``. ``pipeline`` is a
+    ``Pipeline`` or anything ``Pipeline.from_config`` accepts (None: greedy).
+    Keyword ``settings`` override the pipeline's ``generation:`` section
+    (``max_new_tokens``, ``num_beams``, ``stop_strings``, ...). ``seeds`` gives
+    one sample seed per prompt (the ``seed`` setting gives one for all).
+    Special tokens come from the keywords, then the pipeline's ``tokens:``,
+    then the model's generation config.
+    """
+    reg = registry if registry is not None else default_registry()
+    if not isinstance(pipeline, Pipeline):
+        pipeline = Pipeline.from_config([] if pipeline is None else pipeline, registry=reg)
+    config = _settings(pipeline, settings)
+    if input_ids.dim() != 2:
+        raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    tokenizer = tokenizer if tokenizer is not None else pipeline.context.get("tokenizer")
+
+    eos = _ids(eos_token_id) or tuple(pipeline.tokens.eos or ()) or _ids(_model_setting(model, "eos_token_id")) or ()
+    pad = pad_token_id if pad_token_id is not None else pipeline.tokens.pad
+    if pad is None:
+        pad = _model_setting(model, "pad_token_id")
+    if pad is None:
+        pad = eos[0] if eos else 0  # transformers also pads with the first eos id
+
+    runner = runner_for(model)
+    encoder_ids = encoder_mask = None
+    decoder_ids, decoder_mask = input_ids, attention_mask
+    if runner.is_encoder_decoder:
+        start = decoder_start_token_id if decoder_start_token_id is not None else pipeline.tokens.decoder_start
+        if start is None:
+            start = _model_setting(model, "decoder_start_token_id")
+        if start is None:
+            start = _model_setting(model, "bos_token_id")
+        if start is None:
+            raise ValueError("an encoder-decoder needs decoder_start_token_id (argument, tokens.decoder_start, or model config)")
+        encoder_ids, encoder_mask = input_ids, attention_mask
+        decoder_ids = torch.full((input_ids.shape[0], 1), int(start), dtype=torch.long, device=input_ids.device)
+        decoder_mask = torch.ones_like(decoder_ids)
+
+    healed = None
+    if config.token_healing:
+        if tokenizer is None:
+            raise ValueError("token_healing needs a tokenizer: pass tokenizer= to generate()")
+        if runner.is_encoder_decoder:
+            raise ValueError("token_healing applies to decoder-only models, not encoder-decoders")
+        healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, int(pad))
+        decoder_ids, decoder_mask = healed.input_ids, healed.attention_mask
+
+    prompt_length = int(decoder_ids.shape[-1])
+    limits = []
+    if config.max_new_tokens is not None:
+        limits.append(prompt_length + config.max_new_tokens)
+    if config.max_length is not None:
+        limits.append(config.max_length)
+    max_length = min(limits) if limits else max(DEFAULT_MAX_LENGTH, int(_model_setting(model, "max_length") or 0))
+    if max_length <= prompt_length:
+        raise ConfigError(
+            [Problem(SOURCE, "generation.max_length", f"must exceed the prompt length {prompt_length} (got {max_length})")]
+        )
+
+    if config.stop_strings and tokenizer is None:
+        raise ConfigError([Problem(SOURCE, "generation.stop_strings", "need a tokenizer: pass tokenizer= to generate()")])
+    stop_context = StopContext(config, tuple(eos), prompt_length, max_length, tokenizer, time.monotonic())
+
+    row_seeds = None
+    if seeds is not None:
+        row_seeds = torch.as_tensor(seeds, dtype=torch.int64).flatten()
+        if row_seeds.shape[0] != input_ids.shape[0]:
+            raise ValueError(f"seeds has {row_seeds.shape[0]} entries for {input_ids.shape[0]} prompts")
+    elif config.seed is not None:
+        row_seeds = torch.full((input_ids.shape[0],), config.seed, dtype=torch.int64)
+
+    job = DecodingJob(
+        runner=runner,
+        pipeline=pipeline,
+        settings=config,
+        input_ids=decoder_ids,
+        attention_mask=decoder_mask,
+        eos=tuple(eos),
+        pad=int(pad),
+        max_length=max_length,
+        criteria=_criteria(reg, stop_context),
+        encoder_input_ids=encoder_ids,
+        encoder_attention_mask=encoder_mask,
+        seeds=row_seeds,
+        tokenizer=tokenizer,
+        model=model,
+        healed=healed,
+    )
+    name = _search_name(config)
+    entry = reg.search_strategies.get(name)
+    if entry is None:
+        known = ", ".join(sorted(reg.search_strategies)) or "none"
+        raise ConfigError([Problem(SOURCE, "generation.search", f"unknown search strategy {name!r}; known: {known}")])
+    pipeline.reset()
+    with torch.inference_mode():
+        output: GenerationOutput = entry.value(job)
+    return output
+
+
+class _CallableModule(types.ModuleType):
+    """``import logitkit.generate`` binds this module as ``logitkit.generate``; keep that name callable."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> GenerationOutput:
+        return generate(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,70 @@
+"""The stopping-criterion contract for ``logitkit.generate``.
+
+A criterion is built once per generation from the settings (``from_settings``
+returns ``None`` when the settings do not ask for it) and then checked after
+every step. ``check`` sees the sequences the search is about to keep (for beam
+search: every candidate continuation), so it must not keep per-row state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from logitkit.settings import GenerationSettings
+
+#: Finish reasons, in the order codes are assigned (0 means still running).
+FINISH_REASONS: tuple[str, ...] = ("running", "eos", "stop_string", "length", "time")
+
+
+def reason_code(reason: str) -> int:
+    """The small integer the decoding loops store per row for ``reason``."""
+    try:
+        return FINISH_REASONS.index(reason)
+    except ValueError:
+        raise ValueError(f"unknown finish reason {reason!r}; known: {', '.join(FINISH_REASONS[1:])}") from None
+
+
+@dataclass(frozen=True)
+class StopContext:
+    """What a criterion may read when it is built for one generation."""
+
+    settings: GenerationSettings
+    #: End-of-sequence ids (may be empty).
+    eos: tuple[int, ...]
+    #: Length of the (decoder) prompt in tokens, padding included.
+    prompt_length: int
+    #: The total (decoder) length no sequence may exceed.
+    max_length: int
+    tokenizer: Any = None
+    #: ``time.monotonic()`` when generation began.
+    start_time: float = 0.0
+
+
+class StoppingCriterion:
+    """Says which rows are finished after a step.
+
+    Subclasses set ``name`` (registry key) and ``reason`` (one of
+    ``FINISH_REASONS``), and implement ``from_settings`` and ``check``.
+    """
+
+    name: ClassVar[str]
+    reason: ClassVar[str] = "length"
+    #: Lower runs first; when several criteria fire on the same step, the first one names the reason.
+    priority: ClassVar[int] = 0
+
+    @classmethod
+    def from_settings(cls, context: StopContext) -> StoppingCriterion | None:
+        """An instance for this generation, or ``None`` when the settings do not ask for this criterion."""
+        raise NotImplementedError
+
+    def check(self, sequences: torch.Tensor, step: int) -> torch.Tensor | None:
+        """Rows of ``sequences`` ([rows, length]; the last column is the newest token) that must stop.
+
+        ``step`` is the number of generated tokens, the newest included. Return
+        a bool tensor ``[rows]``, or ``None`` when no row stops (cheaper: no
+        tensor and no device sync).
+        """
+        raise NotImplementedError

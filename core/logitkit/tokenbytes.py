@@ -1,0 +1,79 @@
+"""The bytes behind each token id, for matching text across token boundaries.
+
+Byte-level BPE tokens (GPT-2 style) can hold part of a UTF-8 character, so
+decoding each token to a string on its own loses bytes (a CJK character split
+over two tokens decodes to two replacement characters). Stop strings are
+therefore matched on the concatenated bytes of the tokens, never on
+per-token strings.
+
+Works with a ``tokenizers.Tokenizer`` and with a transformers tokenizer (both
+have ``get_vocab``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+_BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+@lru_cache(maxsize=1)
+def byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's printable stand-in character for each byte, inverted: character -> byte."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = list(printable)
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {chr(c): b for b, c in zip(printable, chars, strict=True)}
+
+
+def vocabulary(tokenizer: Any) -> dict[str, int]:
+    """Token string -> id, added tokens included."""
+    try:
+        vocab = tokenizer.get_vocab(with_added_tokens=True)
+    except TypeError:
+        vocab = tokenizer.get_vocab()
+    return dict(vocab)
+
+
+def _is_byte_level(vocab: dict[str, int]) -> bool:
+    # A byte-level vocabulary spells every token with the 256 stand-in characters.
+    alphabet = byte_level_alphabet()
+    return bool(vocab) and all(ch in alphabet for token in vocab for ch in token)
+
+
+def token_bytes(tokenizer: Any) -> list[bytes]:
+    """The bytes each token id stands for (index = id); cached on the tokenizer object."""
+    cached = getattr(tokenizer, "_logitkit_token_bytes", None)
+    if cached is not None:
+        return list(cached)
+    vocab = vocabulary(tokenizer)
+    size = max(vocab.values(), default=-1) + 1
+    table = [b""] * size
+    alphabet = byte_level_alphabet()
+    byte_level = _is_byte_level(vocab)
+    for token, token_id in vocab.items():
+        fallback = _BYTE_FALLBACK.match(token)
+        if fallback:  # SentencePiece byte fallback, e.g. <0xE4>
+            table[token_id] = bytes([int(fallback.group(1), 16)])
+        elif byte_level:
+            table[token_id] = bytes(alphabet[ch] for ch in token)
+        else:
+            table[token_id] = token.replace("\u2581", " ").encode("utf-8")
+    try:
+        tokenizer._logitkit_token_bytes = tuple(table)
+    except AttributeError:  # some tokenizers forbid new attributes; then we rebuild each time
+        pass
+    return table
+
+
+def token_strings(tokenizer: Any) -> dict[int, str]:
+    """Id -> token string as the vocabulary spells it (byte-level tokens keep their stand-in characters)."""
+    return {token_id: token for token, token_id in vocabulary(tokenizer).items()}

@@ -1,0 +1,65 @@
+"""Search strategies: step-by-step decoding (greedy or sampled by the selector), beam and group beam search."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
+from logitkit_builtins.beam import beam_search
+from logitkit_builtins.group_beam import group_beam_search
+
+
+def decode(job: DecodingJob) -> GenerationOutput:
+    """One token per row per step: the pipeline's processors, then its selector (greedy, sample, ...).
+
+    Finished rows keep receiving the pad token until every row is done, so the
+    batch keeps its shape and a stateful processor sees every row each step.
+    """
+    pipe = job.pipeline
+    record_scores, record_logits = job.settings.output_scores, job.settings.output_logits
+    state = job.start(expand=job.settings.num_return_sequences)
+    rows = state.sequence_buffer.shape[0]
+    codes = torch.zeros(rows, dtype=torch.int8, device=state.sequence_buffer.device)
+    pad = torch.tensor(job.pad, dtype=torch.long, device=codes.device)
+    scores_seen: list[torch.Tensor] = []
+    logits_seen: list[torch.Tensor] = []
+    logits = state.logits
+    any_finished = False
+    while True:
+        ctx = job.context(state, state.sequences)
+        processed = pipe.process(logits, ctx)
+        tokens = pipe.select(processed, ctx, raw=logits)
+        if any_finished:
+            tokens = torch.where(codes == 0, tokens, pad)
+        pipe.accept(tokens)
+        if record_scores:
+            scores_seen.append(processed)
+        if record_logits:
+            logits_seen.append(logits)
+        state.append(tokens)
+        fired = job.stop_codes(state.sequences)
+        if fired is not None:
+            codes = torch.where(codes == 0, fired, codes)
+            any_finished = True
+            if not bool((codes == 0).any()):  # the one host sync per step, and only once a row has stopped
+                break
+        logits = job.runner.advance(state.sequences, state.attention_mask)
+    return GenerationOutput(
+        sequences=state.sequences.clone(),
+        finish_reasons=reasons_from_codes(codes),
+        prompt_length=job.prompt_length,
+        scores=tuple(scores_seen) if record_scores else None,
+        logits=tuple(logits_seen) if record_logits else None,
+    )
+
+
+def register_search_strategies(register: Callable[..., None]) -> None:
+    register("decode", decode, "greedy or sampled decoding: the pipeline's selector picks one token per row per step")
+    register("beam_search", beam_search, "beam search (num_beams, length_penalty, early_stopping), as transformers")
+    register(
+        "group_beam_search",
+        group_beam_search,
+        "diverse beam search (num_beam_groups, diversity_penalty), transformers 4.x's algorithm",
+    )
