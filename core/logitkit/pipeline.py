@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -20,6 +21,9 @@ log = logging.getLogger("logitkit.pipeline")
 
 #: What happens when the processors remove every token of a row.
 EMPTY_ROW_POLICIES = ("top", "error")
+
+#: Context keys that are StepContext fields; any other context key goes to ``ctx.extra``.
+_STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepContext))
 
 
 class ProcessorContractError(RuntimeError):
@@ -146,6 +150,8 @@ class Pipeline:
         for key in ("attention_mask", "encoder_input_ids", "tokenizer", "model", "seeds"):
             if key in self.context:
                 values[key] = self.context[key]
+        # Context a plugin defines (e.g. guidance's unconditional_ids) reaches it through ctx.extra.
+        values["extra"] = {k: v for k, v in self.context.items() if k not in _STEP_FIELDS}
         values.update(overrides)
         return StepContext(**values)
 
