@@ -14,6 +14,7 @@ from logitkit import hookimpl
 from logitkit_builtins import (
     bias,
     forcing,
+    guidance,
     length,
     masks,
     ngrams,
@@ -26,12 +27,13 @@ from logitkit_builtins import (
     stopping,
     temperature,
     truncation,
+    watermark,
 )
 
 FAMILIES: tuple[ModuleType, ...] = (
     temperature, truncation, selection, orders, presets,
     bias, penalties, ngrams, length, masks, forcing, numerics,
-    stopping, search,
+    stopping, search, guidance, watermark,
 )  # fmt: skip
 
 

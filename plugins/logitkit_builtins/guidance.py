@@ -1,0 +1,126 @@
+"""Classifier-free guidance: mix the model's conditional scores with an unconditional pass.
+
+Mirrors transformers' ``UnbatchedClassifierFreeGuidanceLogitsProcessor``: a
+second forward pass of the model on the unconditional prompt (the negative
+prompt, or by default the prompt's last token), kept incremental with its own
+KV cache, then ``log_softmax`` of both and
+``scale * (cond - uncond) + uncond``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field
+
+from logitkit import Processor, ProcessorConfig, Stage, StepContext, TokenSettings
+
+#: ``Pipeline.from_config(cfg, model=m, unconditional_ids=..., unconditional_attention_mask=...)``.
+UNCONDITIONAL_IDS = "unconditional_ids"
+UNCONDITIONAL_MASK = "unconditional_attention_mask"
+
+
+class MissingModelError(RuntimeError):
+    """guidance_scale ran without a model in the pipeline's context."""
+
+
+class GuidanceConfig(ProcessorConfig):
+    guidance_scale: float = Field(
+        default=1.0, ge=0, description="1 leaves scores as log-probabilities; above 1 follows the prompt more closely."
+    )
+    use_cache: bool = Field(default=True, description="Keep a KV cache for the unconditional pass.")
+
+
+@dataclass
+class _Unconditional:
+    """The unconditional branch between steps: its ids, attention mask, cache and length seen."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    cache: Any
+    length: int
+
+
+class Guidance(Processor):
+    """Classifier-free guidance against an unconditional (or negative-prompt) forward pass of the model."""
+
+    name = "guidance_scale"
+    stage = Stage.GUIDANCE
+    Config = GuidanceConfig
+    needs = frozenset({"input_ids", "model"})
+
+    def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
+        super().__init__(config, tokens)
+        self._state: _Unconditional | None = None
+
+    def reset(self) -> None:
+        self._state = None
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        config: GuidanceConfig = self.config  # type: ignore[assignment]
+        conditional = torch.nn.functional.log_softmax(scores, dim=-1)
+        if config.guidance_scale == 1:
+            return conditional
+        logits = self._unconditional_logits(ctx)
+        unconditional = torch.nn.functional.log_softmax(logits[:, -1], dim=-1)
+        mixed = config.guidance_scale * (conditional - unconditional) + unconditional
+        return mixed.to(scores.dtype)
+
+    def _unconditional_logits(self, ctx: StepContext) -> torch.Tensor:
+        model = ctx.model
+        if model is None:
+            raise MissingModelError(
+                "guidance_scale needs the model for its unconditional pass: "
+                "build the pipeline with Pipeline.from_config(config, model=model)"
+            )
+        config: GuidanceConfig = self.config  # type: ignore[assignment]
+        input_ids = ctx.input_ids
+        state = self._state
+        if state is None or input_ids.shape[-1] != state.length + 1:
+            # A new generation (or a skipped step): start the unconditional branch over, as transformers' first pass.
+            ids = ctx.extra.get(UNCONDITIONAL_IDS)
+            ids = input_ids[:, -1:] if ids is None else ids.to(input_ids.device)
+            mask = ctx.extra.get(UNCONDITIONAL_MASK)
+            mask = torch.ones_like(ids, dtype=torch.long) if mask is None else mask.to(ids.device)
+            state = _Unconditional(ids, mask, None, input_ids.shape[-1])
+            feed = ids
+        else:
+            new_token = input_ids[:, -1:]
+            mask = torch.cat([state.attention_mask, torch.ones_like(new_token, dtype=torch.long)], dim=1)
+            feed = new_token if config.use_cache else torch.cat([state.input_ids, new_token], dim=1)
+            state = _Unconditional(feed, mask, state.cache, input_ids.shape[-1])
+        with torch.no_grad():
+            out = model(feed, attention_mask=state.attention_mask, use_cache=config.use_cache,
+                        **{_cache_argument(model): state.cache})  # fmt: skip
+        state.cache = _output_field(out, "cache", "past_key_values")
+        self._state = state
+        logits: torch.Tensor = _output_field(out, "logits")
+        return logits
+
+
+def _cache_argument(model: Any) -> str:
+    """transformers 5 names the KV cache ``cache``; 4.x called it ``past_key_values``."""
+    forward = getattr(model, "forward", model)
+    try:
+        parameters = inspect.signature(forward).parameters
+    except (TypeError, ValueError):
+        return "cache"
+    return "past_key_values" if "past_key_values" in parameters and "cache" not in parameters else "cache"
+
+
+def _output_field(out: Any, *names: str) -> Any:
+    for name in names:
+        if isinstance(out, dict) and name in out:
+            return out[name]
+        value = getattr(out, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def register_processors(register: Callable[..., None]) -> None:
+    register(Guidance)
