@@ -12,7 +12,6 @@ import random
 
 import pytest
 import torch
-
 from _processor_cases import BUILDERS, make_inputs, random_scores
 
 TOLERANCE = {torch.float32: (1e-5, 1e-6), torch.float16: (1e-3, 1e-3), torch.bfloat16: (1e-2, 1e-2)}

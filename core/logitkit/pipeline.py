@@ -95,6 +95,19 @@ class Pipeline:
         return cls.from_resolved(resolved, registry=reg, check=check, on_empty_row=on_empty_row, **context)
 
     @classmethod
+    def from_generation_config(cls, gc_or_path_or_dict: Any, **context: Any) -> Pipeline:
+        """The processors transformers' ``_get_logits_processor`` builds for a ``GenerationConfig``, in its order.
+
+        Accepts a ``GenerationConfig``, a dict, or a path to generation_config.json.
+        ``context``: ``input_ids_seq_length`` (the prompt length), ``encoder_input_ids``,
+        ``attention_mask``, ``model`` (for guidance), ``prefix_allowed_tokens_fn``,
+        ``registry`` and any other pipeline context.
+        """
+        from logitkit.integrations.generation_config import build_pipeline
+
+        return build_pipeline(cls, gc_or_path_or_dict, **context)
+
+    @classmethod
     def from_resolved(
         cls,
         resolved: ResolvedConfig,
