@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from logitkit import fastpath
 from logitkit.config import ResolvedConfig, resolve
 from logitkit.processor import Processor, Selector, StepContext, TokenSettings
 from logitkit.registry import Registry
@@ -71,6 +72,8 @@ class Pipeline:
         self.context = dict(context)
         self._prompt_length: int | None = context.get("prompt_length")
         self._last_length = -1
+        #: Run truncation runs on one sorted candidate view (logitkit.fastpath); False forces the dense path.
+        self.fast_path = True
 
     # -- construction ------------------------------------------------------------------
 
@@ -106,6 +109,52 @@ class Pipeline:
         from logitkit.integrations.generation_config import build_pipeline
 
         return build_pipeline(cls, gc_or_path_or_dict, **context)
+
+    @classmethod
+    def from_openai(
+        cls, params: Any, *, registry: Registry | None = None, strict: bool = False, **context: Any
+    ) -> Pipeline:
+        """A pipeline from OpenAI chat-completions sampling parameters (temperature, top_p, penalties, ...).
+
+        Parameters that cannot be carried over are logged as warnings, or with
+        ``strict`` raised as a ``ConfigError``; see ``logitkit.formats``.
+        """
+        from logitkit.formats import from_openai
+
+        return cls._from_conversion(from_openai(params), "<openai>", registry, strict, context)
+
+    @classmethod
+    def from_llama_cpp(
+        cls,
+        samplers: Any = None,
+        *,
+        registry: Registry | None = None,
+        strict: bool = False,
+        context: dict[str, Any] | None = None,
+        **params: Any,
+    ) -> Pipeline:
+        """A pipeline from llama.cpp's sampler chain (``"penalties;dry;top_k"`` or ``"edkypmxt"``) and parameters.
+
+        ``params`` use llama-server's names (``temperature=0.7, top_k=40``); samplers
+        without parameters take llama.cpp's defaults. ``context`` is the pipeline context.
+        """
+        from logitkit.formats import from_llama_cpp
+
+        return cls._from_conversion(from_llama_cpp(samplers, **params), "<llama.cpp>", registry, strict, context or {})
+
+    @classmethod
+    def _from_conversion(
+        cls, conv: Any, source: str, registry: Registry | None, strict: bool, context: dict[str, Any]
+    ) -> Pipeline:
+        from logitkit.errors import ConfigError, Problem
+
+        if strict and conv.lost:
+            raise ConfigError([Problem(source, loss.parameter, loss.reason) for loss in conv.lost])
+        for line in conv.report():
+            log.warning("%s: %s", source, line)
+        reg = registry if registry is not None else default_registry()
+        resolved = resolve(conv.value, registry=reg, source=source)
+        return cls.from_resolved(resolved, registry=reg, **context)
 
     @classmethod
     def from_resolved(
@@ -172,6 +221,9 @@ class Pipeline:
         """Run every logits stage on ``scores``; never modifies ``scores``."""
         if self.check:
             return self._process_checked(scores, ctx)
+        if self.fast_path:
+            dense, view = fastpath.run_chain(self.processors, scores, ctx)
+            return dense if view is None else view.densify(dense)
         for processor in self.processors:
             scores = processor.apply(scores, ctx)
         return scores
@@ -224,7 +276,17 @@ class Pipeline:
     def next_tokens(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Run the logits stages, then the selector: one token id per row."""
         ctx = self.step_context(input_ids)
-        processed = self.process(scores, ctx)
+        if self.fast_path and not self.check:
+            # Sample straight from the candidate view when the chain ends with a fused run.
+            processed, view = fastpath.run_chain(self.processors, scores, ctx)
+            tokens = fastpath.select_from_view(self.selector, view, ctx) if view is not None else None
+            if tokens is not None:
+                self.accept(tokens)
+                return tokens
+            if view is not None:
+                processed = view.densify(processed)
+        else:
+            processed = self.process(scores, ctx)
         tokens = self.select(processed, ctx, raw=scores)
         self.accept(tokens)
         return tokens
