@@ -1,0 +1,121 @@
+"""``logitkit convert``: translate sampling settings between logitkit, transformers, OpenAI and llama.cpp."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from logitkit.errors import ConfigError, Problem
+from logitkit.formats import FORMATS, convert
+from logitkit.loading import read_config_file
+
+HELP = "Convert sampling settings between logitkit, generation_config.json, OpenAI and llama.cpp, reporting what is lost."
+
+ALIASES = {
+    "hf": "generation_config",
+    "transformers": "generation_config",
+    "llama": "llama.cpp",
+    "llamacpp": "llama.cpp",
+}
+CHOICES = (*FORMATS, *ALIASES)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "input",
+        nargs="?",
+        metavar="FILE",
+        help="input file (YAML/JSON/TOML); '-' reads JSON from stdin",
+    )
+    parser.add_argument(
+        "--from", dest="source", choices=CHOICES, help="input format (default: from the file name)"
+    )
+    parser.add_argument("--to", dest="target", choices=CHOICES, required=True, help="output format")
+    parser.add_argument(
+        "--samplers", help="llama.cpp input: the sampler chain ('top_k;top_p;temperature' or 'kpt')"
+    )
+    parser.add_argument(
+        "--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+        help="an input parameter (repeatable); VALUE is read as JSON when it parses",
+    )  # fmt: skip
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when any parameter could not be carried over"
+    )
+
+
+def _guess(path: str | None, samplers: str | None) -> str:
+    if samplers is not None:
+        return "llama.cpp"
+    if path is None or path == "-":
+        raise ConfigError(
+            [Problem("convert", "--from", "give --from when reading stdin or parameters only")]
+        )
+    name = Path(path).name
+    if name.endswith((".yaml", ".yml", ".toml")):
+        return "logitkit"
+    if name == "generation_config.json":
+        return "generation_config"
+    raise ConfigError(
+        [Problem(path, "--from", "cannot tell the format from the file name; give --from")]
+    )
+
+
+def _param(text: str) -> tuple[str, Any]:
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ConfigError([Problem("convert", "--param", f"expected KEY=VALUE, got {text!r}")])
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def _read(args: argparse.Namespace, source: str) -> Any:
+    data: Any = {}
+    if args.input == "-":
+        try:
+            data = json.loads(sys.stdin.read())
+        except json.JSONDecodeError as exc:
+            raise ConfigError([Problem("<stdin>", "", f"JSON syntax error: {exc.msg}")]) from None
+    elif args.input is not None:
+        data = read_config_file(args.input)
+    params = dict(_param(p) for p in args.param)
+    if args.samplers is not None:
+        params["samplers"] = args.samplers
+    if params:
+        if not isinstance(data, dict):
+            raise ConfigError(
+                [Problem(args.input or "convert", "", "--param needs a mapping input")]
+            )
+        data = {**data, **params}
+    if source == "llama.cpp" and isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "command_line"}
+    return data
+
+
+def _render(value: Any, target: str, path: str | None) -> str:
+    if target == "logitkit" and not (path and path.endswith(".json")):
+        return yaml.safe_dump(value, sort_keys=False, allow_unicode=True)
+    return json.dumps(value, indent=2) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    source = (
+        ALIASES.get(args.source, args.source) if args.source else _guess(args.input, args.samplers)
+    )
+    target = ALIASES.get(args.target, args.target)
+    result = convert(_read(args, source), source, target)
+    for line in result.report():
+        print(line, file=sys.stderr)
+    text = _render(result.value, target, args.output)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 1 if args.strict and result.lost else 0
