@@ -8,7 +8,14 @@ from typing import Any
 import torch
 
 from logitkit.commands._output import console, table
-from logitkit.inspection import SYNTHETIC_SEED, SYNTHETIC_VOCAB, StageView, next_token_logits, stage_views, synthetic_logits
+from logitkit.inspection import (
+    SYNTHETIC_SEED,
+    SYNTHETIC_VOCAB,
+    StageView,
+    next_token_logits,
+    stage_views,
+    synthetic_logits,
+)
 from logitkit.pipeline import Pipeline
 
 HELP = "Show the resolved pipeline for a config, and what each stage does to the next-token distribution."
