@@ -12,6 +12,8 @@ import difflib
 import importlib
 import math
 import os
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from logitkit.errors import ConfigError, Problem
 from logitkit.loading import read_config_file
-from logitkit.processor import CheckContext, Processor, Selector, TokenSettings
+from logitkit.processor import CheckContext, Processor, Selector, TokenSettings, walk_token_ids
 from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
 from logitkit.settings import GenerationSettings
@@ -143,6 +145,9 @@ class _Resolver:
     def top_level(self, data: Any) -> dict[str, Any] | None:
         if isinstance(data, list):
             return {"processors": data}
+        if data is None:  # a YAML file holding only comments
+            self.problem("", "no config in the file (only comments or blank lines)")
+            return None
         if not isinstance(data, dict):
             self.problem("", f"a config must be a mapping or a list of processors, not {type(data).__name__}")
             return None
@@ -231,10 +236,13 @@ class _Resolver:
         if not (isinstance(fields, tuple) and fields and fields[0] == "__shorthand__"):
             return dict(fields)
         value = fields[1]
-        if isinstance(value, dict):
-            return value
         model_fields = cls.Config.model_fields
         primary = cls.primary or (cls.name if cls.name in model_fields else None)
+        if isinstance(value, dict):
+            # '- forced_decoder_ids: {1: 50259}' sets a dict-valued primary field; '- top_p: {top_p: 0.9}' lists fields.
+            if primary is not None and _takes_mapping(model_fields[primary].annotation) and not set(value) <= set(model_fields):
+                return {primary: value}
+            return value
         if primary is None:
             if value is True or value is None:
                 return {}
@@ -282,6 +290,31 @@ class _Resolver:
             self.problem("order", f"unknown order {value!r}{_suggest(str(value), known)}; known: {', '.join(known)}")
             return "stage"
         return value
+
+
+def _takes_mapping(annotation: Any) -> bool:
+    """True when a field's type is a dict (or a union holding one)."""
+    origin = typing.get_origin(annotation)
+    if annotation is dict or origin is dict:
+        return True
+    return origin in (typing.Union, types.UnionType) and any(_takes_mapping(a) for a in typing.get_args(annotation))
+
+
+def vocab_problems(specs: Iterable[ProcessorSpec], tokens: TokenSettings) -> list[tuple[str, str]]:
+    """``(path, reason)`` for every token id at or past ``tokens.vocab_size`` (none when it is not set)."""
+    vocab = tokens.vocab_size
+    if vocab is None:
+        return []
+    found: list[tuple[str, int]] = []
+    for name in ("eos", "bos", "pad", "decoder_start"):
+        found.extend((f"tokens.{path}", token) for path, token in walk_token_ids(name, getattr(tokens, name)))
+    for spec in specs:
+        found.extend((f"processors[{spec.position}].{path}", token) for path, token in spec.cls.token_ids(spec.config))
+    return [
+        (path, f"token id {token} is outside the vocabulary (tokens.vocab_size = {vocab})")
+        for path, token in found
+        if token >= vocab
+    ]
 
 
 def _entry_name(raw: Any) -> str | None:
@@ -403,6 +436,15 @@ def resolve(
             r.problem(path, f"check failed in {spec.name!r}: {type(exc).__name__}: {exc}")
     for token in sorted(set(forced) & set(suppressed)):
         r.problem("processors", f"token {token} is forced by {forced[token]!r} and suppressed by {suppressed[token]!r}")
+    try:
+        for path, reason in vocab_problems(specs, tokens):
+            r.problem(path, reason)
+    except Exception as exc:  # a plugin's token_ids must not crash validation
+        r.problem("processors", f"token id check failed: {type(exc).__name__}: {exc}")
+    search = generation.search
+    if search is not None and search not in reg.search_strategies:
+        known = ", ".join(sorted(reg.search_strategies)) or "none"
+        r.problem("generation.search", f"unknown search strategy {search!r}{_suggest(search, reg.search_strategies)}; known: {known}")
 
     if r.problems:
         raise ConfigError(r.problems)

@@ -101,6 +101,8 @@ class Processor:
     summary: ClassVar[str] = ""
     #: Set by ``register(cls, code_only=True)`` users: the processor cannot come from a config file.
     code_only: ClassVar[bool] = False
+    #: Config fields holding token ids (an int, or lists of them, nested or not); see ``token_ids``.
+    token_id_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -120,6 +122,17 @@ class Processor:
     def suppressed_tokens(cls, config: BaseModel) -> set[int]:
         """Token ids this processor always removes."""
         return set()
+
+    @classmethod
+    def token_ids(cls, config: BaseModel) -> Iterable[tuple[str, int]]:
+        """``(field path, id)`` for every token id the config names.
+
+        The core checks each one against ``tokens.vocab_size`` when the config
+        declares it. The default walks ``token_id_fields``; override it when ids
+        sit somewhere the walk cannot tell apart (dict values, nested models).
+        """
+        for name in cls.token_id_fields:
+            yield from walk_token_ids(name, getattr(config, name, None))
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError
@@ -158,6 +171,15 @@ class Selector:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
+
+
+def walk_token_ids(path: str, value: Any) -> Iterable[tuple[str, int]]:
+    """``(path, id)`` for an int or any nesting of lists/tuples of ints; other values hold no ids."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        yield path, value
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from walk_token_ids(f"{path}[{i}]", item)
 
 
 def summary_of(cls: type) -> str:

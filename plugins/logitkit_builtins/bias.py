@@ -13,8 +13,9 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
-from logitkit import CheckContext, Processor, ProcessorConfig, Stage, StepContext
-from logitkit_builtins._tokens import NEG_INF, eos_ids, id_range_problems, scatter_mask
+from logitkit import Processor, ProcessorConfig, Stage, StepContext
+from logitkit.processor import walk_token_ids
+from logitkit_builtins._tokens import NEG_INF, eos_ids, scatter_mask
 
 
 class SequenceTable:
@@ -109,8 +110,9 @@ class SequenceBias(Processor):
         self._bias = torch.tensor([e.bias for e in entries], dtype=torch.float32)
 
     @classmethod
-    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
-        return id_range_problems("sequence_bias", (t for e in config.sequence_bias for t in e.tokens), context)
+    def token_ids(cls, config: Any) -> Iterable[tuple[str, int]]:
+        for i, entry in enumerate(config.sequence_bias):
+            yield from walk_token_ids(f"sequence_bias[{i}].tokens", entry.tokens)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         rows, vocab = scores.shape
@@ -143,6 +145,7 @@ class BadWords(Processor):
     priority = 60
     Config = BadWordsConfig
     needs = frozenset({"input_ids"})
+    token_id_fields = ("bad_words_ids",)
 
     def __init__(self, config: Any = None, tokens: Any = None) -> None:
         super().__init__(config, tokens)
@@ -150,10 +153,6 @@ class BadWords(Processor):
         eos = {(e,) for e in eos_ids(self.tokens)}
         kept = [seq for seq in self.config.bad_words_ids if tuple(seq) not in eos]
         self.table = SequenceTable(kept)
-
-    @classmethod
-    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
-        return id_range_problems("bad_words_ids", (t for seq in config.bad_words_ids for t in seq), context)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if not self.table.sequences:

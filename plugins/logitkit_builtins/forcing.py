@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, NonNegativeInt, PositiveInt, field_validator
 
 from logitkit import CheckContext, Processor, ProcessorConfig, Stage, StepContext, TokenSettings
-from logitkit_builtins._tokens import NEG_INF, MaskCache, eos_ids, id_range_problems
+from logitkit_builtins._tokens import NEG_INF, MaskCache, eos_ids
 
 
 def forced(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -30,6 +30,7 @@ class ForcedBOS(Processor):
     stage = Stage.LOGITS
     priority = 100
     Config = ForcedBOSConfig
+    token_id_fields = ("forced_bos_token_id",)
 
     def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
         super().__init__(config, tokens)
@@ -42,7 +43,7 @@ class ForcedBOS(Processor):
         token = config.forced_bos_token_id if config.forced_bos_token_id is not None else context.tokens.bos
         if token is None:
             return ["needs a token: set forced_bos_token_id, or 'tokens: {bos: ID}' in the config"]
-        return id_range_problems("forced_bos_token_id", [token], context)
+        return []
 
     @classmethod
     def forced_tokens(cls, config: Any) -> set[int]:
@@ -74,6 +75,7 @@ class ForcedEOS(Processor):
     stage = Stage.LOGITS
     priority = 110
     Config = ForcedEOSConfig
+    token_id_fields = ("forced_eos_token_id",)
 
     def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
         super().__init__(config, tokens)
@@ -88,7 +90,6 @@ class ForcedEOS(Processor):
             yield "needs a token: set forced_eos_token_id, or 'tokens: {eos: ID}' in the config"
         if (config.max_length is None) == (config.max_new_tokens is None):
             yield "set exactly one of max_length or max_new_tokens (the position whose token is forced)"
-        yield from id_range_problems("forced_eos_token_id", ids or [], context)
 
     @classmethod
     def forced_tokens(cls, config: Any) -> set[int]:
@@ -135,8 +136,8 @@ class ForcedDecoderIds(Processor):
         self.masks = {pos: MaskCache([tok]) for pos, tok in self.config.forced_decoder_ids.items()}
 
     @classmethod
-    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
-        return id_range_problems("forced_decoder_ids", config.forced_decoder_ids.values(), context)
+    def token_ids(cls, config: Any) -> Iterable[tuple[str, int]]:
+        return ((f"forced_decoder_ids[{pos}]", tok) for pos, tok in config.forced_decoder_ids.items())
 
     @classmethod
     def forced_tokens(cls, config: Any) -> set[int]:

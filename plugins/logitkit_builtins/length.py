@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, NonNegativeInt
 
 from logitkit import CheckContext, Processor, ProcessorConfig, Stage, StepContext, TokenSettings
-from logitkit_builtins._tokens import NEG_INF, MaskCache, eos_ids, id_range_problems, needs_eos
+from logitkit_builtins._tokens import NEG_INF, MaskCache, eos_ids, needs_eos
 
 
 class _EosProcessor(Processor):
@@ -23,7 +23,6 @@ class _EosProcessor(Processor):
     @classmethod
     def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
         yield from needs_eos(context)
-        yield from id_range_problems("tokens.eos", context.tokens.eos or [], context)
 
     def without_eos(self, scores: torch.Tensor) -> torch.Tensor:
         return scores.masked_fill(self.masks.get(scores.shape[-1], scores.device), NEG_INF)
@@ -40,6 +39,13 @@ class MinLength(_EosProcessor):
     stage = Stage.LOGITS
     priority = 70
     Config = MinLengthConfig
+
+    @classmethod
+    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
+        yield from super().check(config, context)
+        limit = getattr(context.generation, "max_length", None)
+        if limit is not None and config.min_length > limit:
+            yield f"min_length ({config.min_length}) is greater than generation.max_length ({limit}): eos could never be generated"
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if ctx.input_ids.shape[-1] >= self.config.min_length:
@@ -58,6 +64,13 @@ class MinNewTokens(_EosProcessor):
     stage = Stage.LOGITS
     priority = 80
     Config = MinNewTokensConfig
+
+    @classmethod
+    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
+        yield from super().check(config, context)
+        limit = getattr(context.generation, "max_new_tokens", None)
+        if limit is not None and config.min_new_tokens > limit:
+            yield f"min_new_tokens ({config.min_new_tokens}) is greater than generation.max_new_tokens ({limit}): eos could never be generated"
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if ctx.step >= self.config.min_new_tokens:

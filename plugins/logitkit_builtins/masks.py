@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from pydantic import Field, NonNegativeInt
 
-from logitkit import CheckContext, Processor, ProcessorConfig, Stage, StepContext, TokenSettings
-from logitkit_builtins._tokens import NEG_INF, MaskCache, id_range_problems
+from logitkit import Processor, ProcessorConfig, Stage, StepContext, TokenSettings
+from logitkit_builtins._tokens import NEG_INF, MaskCache
 
 
 class SuppressTokensConfig(ProcessorConfig):
@@ -23,14 +23,11 @@ class SuppressTokens(Processor):
     stage = Stage.LOGITS
     priority = 140
     Config = SuppressTokensConfig
+    token_id_fields = ("suppress_tokens",)
 
     def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
         super().__init__(config, tokens)
         self.masks = MaskCache(self.config.suppress_tokens)
-
-    @classmethod
-    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
-        return id_range_problems("suppress_tokens", config.suppress_tokens, context)
 
     @classmethod
     def suppressed_tokens(cls, config: Any) -> set[int]:
@@ -56,14 +53,11 @@ class BeginSuppressTokens(Processor):
     stage = Stage.LOGITS
     priority = 150
     Config = BeginSuppressTokensConfig
+    token_id_fields = ("begin_suppress_tokens",)
 
     def __init__(self, config: Any = None, tokens: TokenSettings | None = None) -> None:
         super().__init__(config, tokens)
         self.masks = MaskCache(self.config.begin_suppress_tokens)
-
-    @classmethod
-    def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
-        return id_range_problems("begin_suppress_tokens", config.begin_suppress_tokens, context)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if ctx.step != self.config.begin_step:
