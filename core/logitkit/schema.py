@@ -18,7 +18,7 @@ def _entry_models(name: str, cls: type[Any]) -> list[type[BaseModel]]:
     full = create_model(
         f"{title}Entry",
         __base__=config,
-        name=(Literal[name], Field(description=f"the {name!r} processor")),  # type: ignore[call-overload]
+        name=(Literal[name], Field(description=f"the {name!r} processor")),  # type: ignore[call-overload, arg-type]
     )
     nested = create_model(
         f"{title}Nested",
