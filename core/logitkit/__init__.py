@@ -7,6 +7,7 @@ from typing import Any
 
 from logitkit.errors import ConfigError, Problem
 from logitkit.hookspecs import hookimpl
+from logitkit.integrations.wrapping import wrap
 from logitkit.pipeline import EmptyRowError, Pipeline, ProcessorContractError
 from logitkit.processor import (
     CheckContext,
@@ -44,6 +45,7 @@ __all__ = [
     "build_registry",
     "hookimpl",
     "registry",
+    "wrap",
 ]
 
 

@@ -34,21 +34,23 @@ HF_ORDER = (
     "epsilon_cutoff", "eta_cutoff", "watermarking", "renormalize_logits",
 )  # fmt: skip
 
-# vLLM v1 sampler: penalties, temperature, min_p, then top_k/top_p.
+# vLLM v1's Sampler (vllm/v1/sample/sampler.py, its docstring lists the steps): the allowed-token
+# whitelist, bad words, the non-argmax-invariant processors (min tokens, then logit bias), the
+# penalties (repetition, frequency, presence), temperature, min_p, then top_k/top_p.
 VLLM_ORDER = (
-    "logit_bias", "allowed_token_ids", "bad_words_ids", "min_new_tokens",
-    "presence_penalty", "frequency_penalty", "repetition_penalty",
+    "allowed_token_ids", "bad_words_ids", "min_new_tokens", "logit_bias",
+    "repetition_penalty", "frequency_penalty", "presence_penalty",
     "temperature", "min_p", "top_k", "top_p",
 )  # fmt: skip
 
 # llama.cpp's default --samplers chain: truncation first, temperature last.
 LLAMA_CPP_ORDER = (
-    "repetition_penalty", "presence_penalty", "frequency_penalty", "dry", "top_n_sigma", "top_k",
-    "typical_p", "top_p", "min_p", "xtc", "temperature",
+    "logit_bias", "repetition_penalty", "presence_penalty", "frequency_penalty", "dry", "top_n_sigma", "top_k",
+    "typical_p", "top_p", "min_p", "xtc", "temperature", "dynamic_temperature",
 )  # fmt: skip
 
 
 def register_order_presets(register: Callable[..., None]) -> None:
     register("hf", order_by_names(HF_ORDER), "transformers' _get_logits_processor order")
-    register("vllm", order_by_names(VLLM_ORDER), "vLLM v1: penalties, temperature, min_p, top_k, top_p")
+    register("vllm", order_by_names(VLLM_ORDER), "vLLM v1: allowed ids, bad words, min tokens, logit bias, penalties, temperature, min_p, top_k, top_p")
     register("llama.cpp", order_by_names(LLAMA_CPP_ORDER), "llama.cpp's default chain: temperature last")
