@@ -67,13 +67,14 @@ def strict_mode(env: Mapping[str, str] | None = None) -> bool:
 def discover(env: Mapping[str, str] | None = None) -> list[PluginSource]:
     """The installed entry points in group ``logitkit``, built-ins first."""
     env = os.environ if env is None else env
-    found: dict[str, PluginSource] = {}
+    found: dict[tuple[str, str], PluginSource] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         version = dist.version if dist is not None else "?"
         builtin = ep.value.split(":")[0] == BUILTINS_MODULE
-        # The same distribution can be visible twice (editable + site); keep the first.
-        found.setdefault(ep.name, PluginSource(ep.name, version, builtin, entry_point=ep))
+        # The same entry point can be visible twice (editable + site install); keep the first.
+        # Two different plugins under one name are both kept: loading reports the second by name.
+        found.setdefault((ep.name, ep.value), PluginSource(ep.name, version, builtin, entry_point=ep))
     return sorted(found.values(), key=lambda s: (not s.builtin, s.name))
 
 

@@ -12,6 +12,7 @@ import pluggy
 from pydantic import BaseModel
 
 from logitkit import plugins as plugin_loading
+from logitkit.plugins import PluginSource
 from logitkit.processor import Processor, Selector, summary_of
 from logitkit.stages import coerce_stage
 
@@ -209,6 +210,11 @@ class _Staging:
         return names
 
 
+def _origin(source: PluginSource) -> str:
+    """Where a plugin comes from, for messages: its entry point's target or 'inline'."""
+    return source.entry_point.value if source.entry_point is not None else "inline"
+
+
 def _fail(registry: Registry, failure: PluginFailure, strict: bool) -> None:
     registry.failures.append(failure)
     log.warning(failure.line())
@@ -239,12 +245,14 @@ def build_registry(
     if not any(s.builtin for s in all_sources) and sources is None:
         log.warning("logitkit: the built-in plugin was not found; is logitkit installed (pip install -e .)?")
 
-    seen: set[str] = set()
+    seen: dict[str, PluginSource] = {}
     for source in chosen:
-        if source.name in seen:
-            _fail(registry, PluginFailure(source.name, "import", "another plugin already uses this name"), strict)
+        first = seen.get(source.name)
+        if first is not None:
+            clash = f"another plugin already uses this name ({_origin(first)}); {_origin(source)} was not loaded"
+            _fail(registry, PluginFailure(source.name, "import", clash), strict)
             continue
-        seen.add(source.name)
+        seen[source.name] = source
         try:
             plugin = plugin_loading.import_plugin(pm, source)
         except Exception as exc:  # a broken plugin must not break the others
