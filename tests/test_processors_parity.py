@@ -14,6 +14,8 @@ import pytest
 import torch
 from _processor_cases import BUILDERS, make_inputs, random_scores
 
+from logitkit import StepContext
+
 TOLERANCE = {torch.float32: (1e-5, 1e-6), torch.float16: (1e-3, 1e-3), torch.bfloat16: (1e-2, 1e-2)}
 
 # (batch, vocab, history length): batches 1..16 in every dtype, plus one Qwen-sized vocab in fp32.
@@ -100,3 +102,65 @@ def test_prefix_constraint_with_no_live_token_keeps_the_constraint() -> None:
     ours = prefix_allowed_tokens(per_row_fn=fn, num_beams=1).apply(scores, StepContext(ids, 3, 0))
     assert torch.equal(ours, PrefixConstrainedLogitsProcessor(fn, 1)(ids, scores.clone()))
     assert torch.equal(ours[:, :3], torch.zeros(2, 3))
+
+
+# -- where logitkit differs on purpose (documented in docs/processors/) ---------------------
+
+
+def test_temperature_zero_is_greedy_where_transformers_refuses_it() -> None:
+    from _processor_cases import build
+    from transformers import TemperatureLogitsWarper
+
+    with pytest.raises(ValueError):
+        TemperatureLogitsWarper(0.0)
+    scores = torch.tensor([[1.0, 3.0, 3.0, -2.0], [0.5, -1.0, 0.2, 0.1]])
+    out = build("temperature", {"temperature": 0.0}).apply(scores, _ctx(torch.zeros(2, 1, dtype=torch.long)))
+    assert torch.equal(torch.isfinite(out), torch.tensor([[False, True, False, False], [True, False, False, False]]))
+    assert torch.equal(out.argmax(-1), scores.argmax(-1))
+
+
+def _ctx(ids: torch.Tensor) -> StepContext:
+    return StepContext(input_ids=ids, prompt_length=ids.shape[1], step=0)
+
+
+def test_repetition_penalty_normalize_does_not_depend_on_the_logits_offset() -> None:
+    from _processor_cases import build
+
+    ids = torch.tensor([[1, 2, 3, 1]])
+    scores = torch.tensor([[0.3, 0.2, -0.1, 1.5, -2.0]])
+    plain = build("repetition_penalty", {"penalty": 2.0})
+    normalized = build("repetition_penalty", {"penalty": 2.0, "normalize": True})
+    shifted = scores + 5.0
+    # The raw rule gives a different distribution once every logit is shifted by a constant ...
+    assert not torch.allclose(plain.apply(scores, _ctx(ids)).softmax(-1), plain.apply(shifted, _ctx(ids)).softmax(-1))
+    # ... the normalized rule does not, and it multiplies the seen tokens' log-probabilities by the penalty.
+    out = normalized.apply(scores, _ctx(ids))
+    torch.testing.assert_close(out, normalized.apply(shifted, _ctx(ids)))
+    logp = scores.log_softmax(-1)
+    torch.testing.assert_close(out[0, [1, 2, 3]], logp[0, [1, 2, 3]] * 2.0)
+    torch.testing.assert_close(out[0, [0, 4]], logp[0, [0, 4]])
+
+
+def test_bad_words_turn_an_infinite_banned_score_into_minus_inf() -> None:
+    """transformers adds -inf and gets nan for a banned +inf score; logitkit masks it to -inf."""
+    from _processor_cases import build
+    from transformers import NoBadWordsLogitsProcessor
+
+    ids = torch.tensor([[4, 5]])
+    scores = torch.tensor([[0.0, float("inf"), 1.0, 2.0]])
+    theirs = NoBadWordsLogitsProcessor([[1]])(ids, scores.clone())
+    ours = build("bad_words_ids", {"bad_words_ids": [[1]]}).apply(scores, _ctx(ids))
+    assert torch.isnan(theirs[0, 1]) and torch.isneginf(ours[0, 1])
+    assert torch.equal(ours[0, [0, 2, 3]], scores[0, [0, 2, 3]])
+
+
+def test_sequence_bias_ignores_tokens_outside_the_vocab_instead_of_raising() -> None:
+    from _processor_cases import build
+    from transformers import SequenceBiasLogitsProcessor
+
+    ids = torch.tensor([[1, 2]])
+    scores = torch.zeros(1, 5)
+    with pytest.raises(ValueError):
+        SequenceBiasLogitsProcessor([[[9], 1.0], [[3], -1.0]])(ids, scores.clone())
+    out = build("sequence_bias", {"sequence_bias": [[[9], 1.0], [[3], -1.0]]}).apply(scores, _ctx(ids))
+    assert out.tolist() == [[0.0, 0.0, 0.0, -1.0, 0.0]]

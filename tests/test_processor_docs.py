@@ -1,0 +1,40 @@
+"""Docs cannot drift: every built-in processor has a `## name` section under docs/processors/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from logitkit.registry import build_registry
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "processors"
+HEADING = re.compile(r"^## (\S+)\s*$", re.MULTILINE)
+
+
+def documented() -> dict[str, Path]:
+    return {name: page for page in sorted(DOCS.glob("*.md")) for name in HEADING.findall(page.read_text(encoding="utf-8"))}
+
+
+def builtin_processors() -> set[str]:
+    reg = build_registry(env={})
+    builtin_plugins = {info.name for info in reg.plugins if info.builtin}
+    return {entry.name for entry in reg.processors.values() if entry.plugin in builtin_plugins}
+
+
+def test_every_builtin_processor_has_a_docs_section() -> None:
+    names = builtin_processors()
+    assert "repetition_penalty" in names  # the registry really loaded the built-ins
+    missing = sorted(names - set(documented()))
+    assert not missing, f"add a '## <name>' section under docs/processors/ for: {', '.join(missing)}"
+
+
+def test_each_section_has_stage_parameters_and_an_example() -> None:
+    """The sections of this family's pages say where the processor runs and show a config."""
+    pages = ["temperature", "penalties", "ngrams", "bias", "masks", "forcing", "length", "numerics"]
+    for page in pages:
+        text = (DOCS / f"{page}.md").read_text(encoding="utf-8")
+        for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+            name = section.split()[0]
+            assert "Stage:" in section, f"{page}.md: {name} does not name its stage"
+            assert "Parameters" in section, f"{page}.md: {name} does not list its parameters"
+            assert "```" in section, f"{page}.md: {name} has no example"
