@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 
 from logitkit import ProcessorConfig, Selector, StepContext
+from logitkit.fastpath import CandidateView
 from logitkit.sampling import draw_seeds, race
 
 
@@ -18,6 +19,11 @@ class Greedy(Selector):
 
     def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         return scores.argmax(dim=-1)
+
+    def select_sorted(self, view: CandidateView, ctx: StepContext) -> torch.Tensor:
+        # Like argmax on dense scores: the lowest token id among the best-scoring ones.
+        best = view.values == view.values.amax(dim=-1, keepdim=True)
+        return torch.where(best, view.token_ids, torch.iinfo(torch.int64).max).amin(dim=-1)
 
 
 class SampleConfig(ProcessorConfig):
@@ -50,6 +56,11 @@ class Sample(Selector):
 
     def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         return race(scores, self.seeds_for(ctx), ctx.step).to(scores.device)
+
+    def select_sorted(self, view: CandidateView, ctx: StepContext) -> torch.Tensor:
+        # The noise is keyed on token ids, so racing the view draws the dense path's token.
+        column = race(view.values, self.seeds_for(ctx), ctx.step, token_ids=view.token_ids)
+        return view.token_ids.gather(-1, column.to(view.token_ids.device).unsqueeze(-1)).squeeze(-1)
 
 
 class Multinomial(Selector):

@@ -8,6 +8,7 @@ import torch
 from pydantic import Field
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
+from logitkit.fastpath import CandidateView
 
 
 class TemperatureConfig(ProcessorConfig):
@@ -21,6 +22,14 @@ class Temperature(Processor):
     stage = Stage.TEMPERATURE
     Config = TemperatureConfig
     argmax_invariant = True
+    #: Dividing by T > 0 keeps the order, so it runs on the fused candidate view.
+    fused = "scale"
+
+    def fused_usable(self) -> bool:
+        return self.config.temperature != 0.0
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        return view.rescaled(view.values / self.config.temperature)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         t = self.config.temperature

@@ -1,15 +1,55 @@
-"""Truncation samplers: keep the head of the distribution, set the tail to -inf."""
+"""Truncation samplers: keep the head of the distribution, set the tail to -inf.
+
+Each processor decides on a sorted candidate view (``apply_sorted``), so a run
+of them can share one view in the fused path (``logitkit.fastpath``). The
+dense ``apply`` builds the full view by one stable sort and runs the same
+code, which is what makes the fused and dense paths agree token for token.
+Probabilities are computed in float64 on the view.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from pydantic import Field
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
+from logitkit.fastpath import CandidateView
 
 NEG_INF = float("-inf")
+
+
+def dense_via_view(processor: Processor, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    """The dense path of a view processor: one full sort, the sorted decision, scattered back."""
+    view = processor.apply_sorted(CandidateView.full(scores), ctx)  # type: ignore[attr-defined]
+    return view.densify(scores)
+
+
+def at_least_nth(view: CandidateView, n: int) -> torch.Tensor:
+    """Bool [batch, m]: values at or above the n-th highest (ties included, like transformers)."""
+    return view.values >= view.top_n_values(min(n, view.vocab_size))
+
+
+class TruncationProcessor(Processor):
+    """Shared fast-path declarations: truncations only drop tokens, keeping a prefix of the view."""
+
+    stage = Stage.TRUNCATION
+    argmax_invariant = True
+    fused = "truncate"
+    #: True when the decision is not a prefix of the score order (typical_p).
+    needs_complete_view = False
+
+    def fused_candidates(self, vocab: int) -> int | None:
+        """How many leading candidates can survive, when the processor caps it (top_k, top_h)."""
+        return None
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        raise NotImplementedError
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return dense_via_view(self, scores, ctx)
 
 
 class TopKConfig(ProcessorConfig):
@@ -17,67 +57,238 @@ class TopKConfig(ProcessorConfig):
     min_tokens_to_keep: int = Field(default=1, ge=1)
 
 
-class TopK(Processor):
+class TopK(TruncationProcessor):
     """Keep the k tokens with the highest scores (ties at the k-th score are kept)."""
 
     name = "top_k"
-    stage = Stage.TRUNCATION
     priority = 20
     Config = TopKConfig
-    argmax_invariant = True
+
+    def k(self, vocab: int) -> int:
+        return min(max(self.config.top_k, self.config.min_tokens_to_keep), vocab)
+
+    def fused_candidates(self, vocab: int) -> int | None:
+        return self.k(vocab)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        k = min(max(self.config.top_k, self.config.min_tokens_to_keep), scores.shape[-1])
-        kth = torch.topk(scores, k, dim=-1).values[..., -1:]
+        # No sort needed: the k-th value alone decides, whatever the order of ties.
+        kth = torch.topk(scores, self.k(scores.shape[-1]), dim=-1).values[..., -1:]
         return scores.masked_fill(scores < kth, NEG_INF)
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        k = self.k(view.vocab_size)
+        if k > view.width and not view.complete:
+            return view  # too narrow to know the k-th value: keeps everything, so the view grows
+        return view.keep(at_least_nth(view, k))
 
 
 class TopPConfig(ProcessorConfig):
-    top_p: float = Field(default=1.0, gt=0, le=1, description="Keep the smallest set whose probability reaches p.")
+    top_p: float = Field(
+        default=1.0, gt=0, le=1, description="Keep the smallest set whose probability reaches p."
+    )
     min_tokens_to_keep: int = Field(default=1, ge=1)
 
 
-class TopP(Processor):
+class TopP(TruncationProcessor):
     """Nucleus sampling: keep the most likely tokens whose cumulative probability reaches p."""
 
     name = "top_p"
-    stage = Stage.TRUNCATION
     priority = 30
     Config = TopPConfig
-    argmax_invariant = True
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        ascending, order = torch.sort(scores, dim=-1)
-        cumulative = ascending.softmax(dim=-1).cumsum(dim=-1)
-        drop_sorted = cumulative <= (1 - self.config.top_p)
-        drop_sorted[..., -self.config.min_tokens_to_keep :] = False
-        drop = drop_sorted.scatter(-1, order, drop_sorted)
-        return scores.masked_fill(drop, NEG_INF)
+        if self.config.top_p >= 1.0:
+            return scores  # transformers does not even add the warper at 1.0
+        return dense_via_view(self, scores, ctx)
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        if self.config.top_p >= 1.0:
+            return view
+        probs = view.log_probs().exp()
+        # Mass strictly above each token: it stays while that mass is still short of p.
+        above = torch.cat(
+            [torch.zeros_like(probs[:, :1]), torch.cumsum(probs, dim=-1)[:, :-1]], dim=-1
+        )
+        keep = (above < self.config.top_p) | view.leading(self.config.min_tokens_to_keep)
+        return view.keep(keep)
 
 
 class MinPConfig(ProcessorConfig):
-    min_p: float = Field(default=0.0, ge=0, le=1, description="Drop tokens below min_p times the top probability.")
+    min_p: float = Field(
+        default=0.0, ge=0, le=1, description="Drop tokens below min_p times the top probability."
+    )
     min_tokens_to_keep: int = Field(default=1, ge=1)
 
 
-class MinP(Processor):
+class MinP(TruncationProcessor):
     """Keep tokens whose probability is at least min_p times the most likely token's."""
 
     name = "min_p"
-    stage = Stage.TRUNCATION
     priority = 40
     Config = MinPConfig
-    argmax_invariant = True
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        probs = scores.softmax(dim=-1)
-        threshold = self.config.min_p * probs.amax(dim=-1, keepdim=True)
-        drop = probs < threshold
-        k = min(self.config.min_tokens_to_keep, scores.shape[-1])
-        drop.scatter_(-1, torch.topk(probs, k, dim=-1).indices, False)
-        return scores.masked_fill(drop, NEG_INF)
+        if self.config.min_p == 0.0:
+            return scores
+        return dense_via_view(self, scores, ctx)
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        if self.config.min_p == 0.0:
+            return view
+        # p / p_max = exp(score - top score): compared in log space, no normaliser needed.
+        values = view.values.to(torch.float64)
+        keep = (values - values[:, :1]) >= math.log(self.config.min_p)
+        return view.keep(keep | view.leading(self.config.min_tokens_to_keep))
+
+
+class TypicalPConfig(ProcessorConfig):
+    typical_p: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Keep the most typical tokens until their mass reaches this; 1 is off.",
+    )
+    min_tokens_to_keep: int = Field(default=1, ge=1)
+
+
+class TypicalP(TruncationProcessor):
+    """Locally typical sampling: keep tokens whose surprise is closest to the entropy."""
+
+    name = "typical_p"
+    priority = 50
+    Config = TypicalPConfig
+    needs_complete_view = True
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if self.config.typical_p >= 1.0:
+            return scores
+        return dense_via_view(self, scores, ctx)
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        if self.config.typical_p >= 1.0:
+            return view
+        logp = view.log_probs()
+        probs = logp.exp()
+        distance = (-logp - view.entropy().unsqueeze(-1)).abs()
+        closest, order = torch.sort(distance, dim=-1, stable=True)
+        cumulative = probs.gather(-1, order).cumsum(dim=-1)
+        last = (
+            (cumulative < self.config.typical_p).sum(dim=-1, keepdim=True).clamp(max=view.width - 1)
+        )
+        drop_sorted = closest > closest.gather(-1, last)
+        drop_sorted[:, : self.config.min_tokens_to_keep] = False
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        return view.keep(~drop)
+
+
+class EpsilonCutoffConfig(ProcessorConfig):
+    epsilon_cutoff: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Drop tokens whose probability is below epsilon; 0 is off.",
+    )
+    min_tokens_to_keep: int = Field(default=1, ge=1)
+
+
+class EpsilonCutoff(TruncationProcessor):
+    """Epsilon sampling: drop every token whose probability is below a fixed epsilon."""
+
+    name = "epsilon_cutoff"
+    priority = 60
+    Config = EpsilonCutoffConfig
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if self.config.epsilon_cutoff == 0.0:
+            return scores
+        return dense_via_view(self, scores, ctx)
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        if self.config.epsilon_cutoff == 0.0:
+            return view
+        keep = view.log_probs().exp() >= self.config.epsilon_cutoff
+        return view.keep(keep | at_least_nth(view, self.config.min_tokens_to_keep))
+
+
+class EtaCutoffConfig(ProcessorConfig):
+    eta_cutoff: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="epsilon of eta sampling; the cutoff shrinks as entropy grows. 0 is off.",
+    )
+    min_tokens_to_keep: int = Field(default=1, ge=1)
+
+
+class EtaCutoff(TruncationProcessor):
+    """Eta sampling: drop tokens below min(epsilon, sqrt(epsilon) * exp(-entropy))."""
+
+    name = "eta_cutoff"
+    priority = 70
+    Config = EtaCutoffConfig
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if self.config.eta_cutoff == 0.0:
+            return scores
+        return dense_via_view(self, scores, ctx)
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        eps = self.config.eta_cutoff
+        if eps == 0.0:
+            return view
+        eta = torch.clamp(math.sqrt(eps) * torch.exp(-view.entropy()), max=eps).unsqueeze(-1)
+        keep = view.log_probs().exp() >= eta
+        return view.keep(keep | at_least_nth(view, self.config.min_tokens_to_keep))
+
+
+class TopHConfig(ProcessorConfig):
+    top_h: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of the top tokens' entropy the kept tokens may add up to.",
+    )
+
+
+class TopH(TruncationProcessor):
+    """Top-H: among the 100 best tokens, keep the most likely until their entropy reaches top_h * H."""
+
+    name = "top_h"
+    priority = 10
+    Config = TopHConfig
+    #: transformers' cap on the tokens Top-H considers.
+    considered = 100
+
+    def fused_candidates(self, vocab: int) -> int | None:
+        return min(self.considered, vocab)
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        n = min(self.considered, view.vocab_size)
+        if n > view.width and not view.complete:
+            return view  # the view must hold the n best tokens first
+        top = view.values[:, :n].to(torch.float64)
+        logp = top - torch.logsumexp(top, dim=-1, keepdim=True)
+        probs = logp.exp()
+        terms = torch.where(probs > 0, -probs * logp, torch.zeros_like(probs))
+        tau = terms.sum(dim=-1, keepdim=True) * self.config.top_h
+        keep_top = terms.cumsum(dim=-1) <= tau
+        keep_top[:, 0] = True
+        keep = torch.zeros_like(view.values, dtype=torch.bool)
+        keep[:, : keep_top.shape[-1]] = keep_top
+        return view.keep(keep)
+
+
+TRUNCATIONS: tuple[type[Processor], ...] = (
+    TopH,
+    TopK,
+    TopP,
+    MinP,
+    TypicalP,
+    EpsilonCutoff,
+    EtaCutoff,
+)
 
 
 def register_processors(register: Callable[..., None]) -> None:
-    for cls in (TopK, TopP, MinP):
+    for cls in TRUNCATIONS:
         register(cls)
