@@ -7,7 +7,7 @@ import dataclasses
 import inspect
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,36 @@ def stream_tokens(
             out = model(input_ids=token.view(1, 1), use_cache=True, **{keyword: cache})
 
 
+class StreamDecoder:
+    """Turns token ids into text as they arrive, holding back a character whose bytes are incomplete.
+
+    A byte-level token can end in the middle of a multi-byte UTF-8 character;
+    the decoder then shows U+FFFD, so nothing is printed until the next token
+    completes it.
+    """
+
+    def __init__(self, decode: Callable[[list[int]], str]) -> None:
+        self.decode = decode
+        self.ids: list[int] = []
+        #: The text printed so far.
+        self.text = ""
+
+    def push(self, token: int) -> str:
+        """The new text that ``token`` completes ("" while a character is unfinished)."""
+        self.ids.append(token)
+        text = self.decode(self.ids)
+        if text.endswith("\ufffd"):
+            return ""
+        piece, self.text = text[len(self.text) :], text
+        return piece
+
+    def flush(self) -> str:
+        """Whatever is still held back, replacement characters included."""
+        text = self.decode(self.ids)
+        piece, self.text = text[len(self.text) :], text
+        return piece
+
+
 def run(args: argparse.Namespace) -> int:
     from logitkit.demo import load_codec, load_model
 
@@ -107,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     generated: list[int] = []
-    printed = ""
+    decoder = StreamDecoder(codec.decode)
     reason = "length"
     started = time.perf_counter()
     for token in stream_tokens(model, input_ids, pipe, max_new, codec.eos_ids):
@@ -115,22 +145,20 @@ def run(args: argparse.Namespace) -> int:
         if token in codec.eos_ids:
             reason = "eos"
             break
-        text = codec.decode(generated)
-        hit = next((s for s in stop_strings if s in text), None)
+        piece = decoder.push(token)
+        hit = next((s for s in stop_strings if s in decoder.text), None)
         if hit is not None:
-            text = text[: text.index(hit) + len(hit)]
+            # Print up to the end of the stop string and no further.
+            end = decoder.text.index(hit) + len(hit)
+            piece = piece[: max(0, len(piece) - (len(decoder.text) - end))]
             reason = "stop string"
-        # A byte-level token can end mid-character: wait for the rest before printing.
-        if not text.endswith("\ufffd") or reason != "length":
-            sys.stdout.write(text[len(printed) :])
-            sys.stdout.flush()
-            printed = text
-        if reason != "length":
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+        if hit is not None:
             break
     elapsed = time.perf_counter() - started
-    final = codec.decode([t for t in generated if t not in codec.eos_ids])
-    if reason == "length" and final != printed:
-        sys.stdout.write(final[len(printed) :])
+    if reason != "stop string":
+        sys.stdout.write(decoder.flush())
     sys.stdout.write("\n")
     sys.stdout.flush()
     rate = len(generated) / elapsed if elapsed > 0 else float("inf")

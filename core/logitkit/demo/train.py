@@ -105,12 +105,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=1200)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--eval-windows", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--log-every", type=int, default=25)
+    parser.add_argument("--max-files", type=int, default=0, help="use only the first N train and held-out files (quick checks)")
+    parser.add_argument("--log-every", type=int, default=10)
+    parser.add_argument("--save-every", type=int, default=100, help="also write the model every N steps (0: only at the end)")
     return parser.parse_args(argv)
 
 
@@ -125,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     corpus = find_corpus()
+    if args.max_files:
+        corpus = Corpus(corpus.root, corpus.train[: args.max_files], corpus.held_out[: args.max_files])
     log(f"corpus: {len(corpus.train)} train files, {len(corpus.held_out)} held-out files under {corpus.root}")
     tokenizer = train_tokenizer(corpus, args.vocab_size)
     eos_id = tokenizer.token_to_id(EOS)
@@ -159,10 +163,16 @@ def main(argv: list[str] | None = None) -> int:
             eta = elapsed / (step + 1) * (args.steps - step - 1)
             log(f"step {step + 1}/{args.steps}  loss {loss.item():.3f}  {tokens_per_s:,.0f} tok/s  "
                 f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min")
+        if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
+            # A usable model on disk while training continues (marked partial in training.json).
+            checkpoint_loss = held_out_loss(model, eval_stream, args.context, args.eval_windows)
+            log(f"checkpoint at step {step + 1}: held-out loss {checkpoint_loss:.3f}")
+            save(model, tokenizer, args, {"steps_done": step + 1, "held_out_loss": round(checkpoint_loss, 4), "partial": True})
 
     eval_loss = held_out_loss(model, eval_stream, args.context, args.eval_windows)
     log(f"held-out loss {eval_loss:.3f} (perplexity {math.exp(eval_loss):.1f})")
     save(model, tokenizer, args, {
+        "steps_done": args.steps,
         "held_out_loss": round(eval_loss, 4),
         "held_out_perplexity": round(math.exp(eval_loss), 2),
         "final_train_loss": round(loss.item(), 4),
@@ -180,10 +190,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def with_start_token(tokenizer):  # -> tokenizers.Tokenizer
+    """A copy that puts the end-of-text token before every encoded text, as before each file in training."""
+    from tokenizers import Tokenizer, processors
+
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    eos_id = copy.token_to_id(EOS)
+    copy.post_processor = processors.TemplateProcessing(single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B", special_tokens=[(EOS, eos_id)])
+    return copy
+
+
 def save(model, tokenizer, args: argparse.Namespace, metrics: dict) -> None:
     from transformers import PreTrainedTokenizerFast
 
     args.out.mkdir(parents=True, exist_ok=True)
+    tokenizer = with_start_token(tokenizer)
     model.save_pretrained(args.out, safe_serialization=True)
     # tokenizer.json alone is enough for tokenizers.Tokenizer; the extra files let AutoTokenizer load it too.
     wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
