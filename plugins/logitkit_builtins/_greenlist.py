@@ -67,7 +67,9 @@ def green_mask(seeds: torch.Tensor, vocab_size: int, ratio: float) -> torch.Tens
     k = green_size(vocab_size, ratio)
     rows = max(1, _CHUNK_ELEMENTS // max(k, vocab_size, 1))
     parts = []
-    for start in range(0, flat.shape[0], rows):  # chunks bound memory; each chunk is one tensor program
+    for start in range(
+        0, flat.shape[0], rows
+    ):  # chunks bound memory; each chunk is one tensor program
         head = randperm_head(flat[start : start + rows], vocab_size, k)
         mask = torch.zeros((head.shape[0], vocab_size), dtype=torch.bool, device=seeds.device)
         parts.append(mask.scatter_(-1, head, True))
@@ -76,7 +78,9 @@ def green_mask(seeds: torch.Tensor, vocab_size: int, ratio: float) -> torch.Tens
     return torch.cat(parts).reshape(*seeds.shape, vocab_size)
 
 
-def is_green(seeds: torch.Tensor, tokens: torch.Tensor, vocab_size: int, ratio: float) -> torch.Tensor:
+def is_green(
+    seeds: torch.Tensor, tokens: torch.Tensor, vocab_size: int, ratio: float
+) -> torch.Tensor:
     """Whether each token is green under the seed beside it (same shapes), one green list per distinct seed."""
     unique, inverse = torch.unique(seeds.reshape(-1), return_inverse=True)
     masks = green_mask(unique, vocab_size, ratio)
@@ -86,25 +90,38 @@ def is_green(seeds: torch.Tensor, tokens: torch.Tensor, vocab_size: int, ratio: 
     return hits.reshape(tokens.shape)
 
 
-def lefthash_mask(input_ids: torch.Tensor, vocab_size: int, ratio: float, hashing_key: int) -> torch.Tensor:
+def lefthash_mask(
+    input_ids: torch.Tensor, vocab_size: int, ratio: float, hashing_key: int
+) -> torch.Tensor:
     """``[batch, vocab]``: the green list for each row's next token."""
     return green_mask(lefthash_seeds(input_ids[:, -1], hashing_key), vocab_size, ratio)
 
 
 def selfhash_mask(
-    input_ids: torch.Tensor, scores: torch.Tensor, vocab_size: int, ratio: float, hashing_key: int, context_width: int
+    input_ids: torch.Tensor,
+    scores: torch.Tensor,
+    vocab_size: int,
+    ratio: float,
+    hashing_key: int,
+    context_width: int,
 ) -> torch.Tensor:
     """``[batch, vocab]``: the top candidates that are green under a seed that includes themselves."""
     count = min(SELFHASH_CANDIDATES, scores.shape[-1])
     candidates = scores.sort(dim=-1, descending=True).indices[:, :count]
-    left = input_ids[:, input_ids.shape[-1] - (context_width - 1) :] if context_width > 1 else input_ids[:, :0]
+    left = (
+        input_ids[:, input_ids.shape[-1] - (context_width - 1) :]
+        if context_width > 1
+        else input_ids[:, :0]
+    )
     windows = torch.cat([left.unsqueeze(1).expand(-1, count, -1), candidates.unsqueeze(-1)], dim=-1)
     green = is_green(selfhash_seeds(windows, hashing_key), candidates, vocab_size, ratio)
     mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     return mask.scatter_(-1, candidates, green)
 
 
-def scored_positions(ids: torch.Tensor, seeding_scheme: str, context_width: int) -> tuple[torch.Tensor, torch.Tensor]:
+def scored_positions(
+    ids: torch.Tensor, seeding_scheme: str, context_width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The n-grams transformers' detector scores: ``(windows [B, P, n], targets [B, P])``.
 
     lefthash scores each token after the first ``context_width``, seeded by the
@@ -145,7 +162,9 @@ def first_occurrences(windows: torch.Tensor) -> torch.Tensor:
     if positions == 0:
         return torch.zeros((batch, 0), dtype=torch.bool, device=windows.device)
     order = torch.arange(positions, device=windows.device).expand(batch, -1)
-    for column in reversed(range(windows.shape[-1])):  # least significant column first: a radix sort
+    for column in reversed(
+        range(windows.shape[-1])
+    ):  # least significant column first: a radix sort
         keys = torch.gather(windows[..., column], -1, order)
         order = torch.gather(order, -1, torch.sort(keys, dim=-1, stable=True).indices)
     ordered = torch.gather(windows, 1, order.unsqueeze(-1).expand_as(windows))

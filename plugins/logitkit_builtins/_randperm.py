@@ -52,8 +52,18 @@ def _twist(state: torch.Tensor) -> torch.Tensor:
         new[:, dst] = far ^ (y >> 1) ^ ((y & 1) * _MATRIX_A)
 
     span(slice(0, half), state[:, 0:half], state[:, 1 : half + 1], state[:, _M:_N])
-    span(slice(half, 2 * half), state[:, half : 2 * half], state[:, half + 1 : 2 * half + 1], new[:, 0:half])
-    span(slice(2 * half, _N - 1), state[:, 2 * half : _N - 1], state[:, 2 * half + 1 : _N], new[:, half : _M - 1])
+    span(
+        slice(half, 2 * half),
+        state[:, half : 2 * half],
+        state[:, half + 1 : 2 * half + 1],
+        new[:, 0:half],
+    )
+    span(
+        slice(2 * half, _N - 1),
+        state[:, 2 * half : _N - 1],
+        state[:, 2 * half + 1 : _N],
+        new[:, half : _M - 1],
+    )
     span(slice(_N - 1, _N), state[:, _N - 1 : _N], new[:, 0:1], new[:, _M - 1 : _M])
     return new
 

@@ -43,10 +43,14 @@ def g_values_from_hashes(hashes: torch.Tensor, table: torch.Tensor) -> torch.Ten
 
 def context_hashes(contexts: torch.Tensor) -> torch.Tensor:
     """One hash per context ``[..., ngram_len - 1]``, starting from 1 as transformers does."""
-    return accumulate_hash(torch.ones(contexts.shape[:-1], dtype=torch.int64, device=contexts.device), contexts)
+    return accumulate_hash(
+        torch.ones(contexts.shape[:-1], dtype=torch.int64, device=contexts.device), contexts
+    )
 
 
-def candidate_g_values(context_hash: torch.Tensor, vocab_size: int, keys: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+def candidate_g_values(
+    context_hash: torch.Tensor, vocab_size: int, keys: torch.Tensor, table: torch.Tensor
+) -> torch.Tensor:
     """``[batch, vocab, depth]`` g-values of every next token after each row's context."""
     candidates = torch.arange(vocab_size, device=context_hash.device)
     hashes = (context_hash.unsqueeze(-1) + candidates) * LCG_MULTIPLIER + LCG_INCREMENT
@@ -70,12 +74,16 @@ def generation_contexts(generated: torch.Tensor, ngram_len: int) -> torch.Tensor
     Its state starts as zeros and takes one generated token per call, so the
     context at call ``c`` is the last ``ngram_len - 1`` of ``zeros ++ generated[:c - 1]``.
     """
-    pad = torch.zeros((generated.shape[0], ngram_len - 1), dtype=torch.int64, device=generated.device)
+    pad = torch.zeros(
+        (generated.shape[0], ngram_len - 1), dtype=torch.int64, device=generated.device
+    )
     padded = torch.cat([pad, generated.to(torch.int64)], dim=1)
     return padded.unfold(dimension=1, size=ngram_len - 1, step=1)
 
 
-def repeated_in_history(hashes: torch.Tensor, history_size: int, first_tracked: int = 0) -> torch.Tensor:
+def repeated_in_history(
+    hashes: torch.Tensor, history_size: int, first_tracked: int = 0
+) -> torch.Tensor:
     """``[B, P]``: whether each context hash is among the ``history_size`` tracked hashes before it.
 
     Positions from ``first_tracked`` on enter the history (transformers skips

@@ -19,9 +19,10 @@ from pydantic import BaseModel, Field
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext, TokenSettings
 
-#: ``Pipeline.from_config(cfg, model=m, unconditional_ids=..., unconditional_attention_mask=...)``.
-UNCONDITIONAL_IDS = "unconditional_ids"
-UNCONDITIONAL_MASK = "unconditional_attention_mask"
+#: ``Pipeline.from_config(cfg, model=m, unconditional_ids=..., unconditional_attention_mask=...)``;
+#: transformers' ``generate()`` names them ``negative_prompt_ids`` / ``negative_prompt_attention_mask``.
+UNCONDITIONAL_IDS = ("unconditional_ids", "negative_prompt_ids")
+UNCONDITIONAL_MASK = ("unconditional_attention_mask", "negative_prompt_attention_mask")
 
 
 class MissingModelError(RuntimeError):
@@ -30,7 +31,9 @@ class MissingModelError(RuntimeError):
 
 class GuidanceConfig(ProcessorConfig):
     guidance_scale: float = Field(
-        default=1.0, ge=0, description="1 leaves scores as log-probabilities; above 1 follows the prompt more closely."
+        default=1.0,
+        ge=0,
+        description="1 leaves scores as log-probabilities; above 1 follows the prompt more closely.",
     )
     use_cache: bool = Field(default=True, description="Keep a KV cache for the unconditional pass.")
 
@@ -53,7 +56,9 @@ class Guidance(Processor):
     Config = GuidanceConfig
     needs = frozenset({"input_ids", "model"})
 
-    def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
+    def __init__(
+        self, config: BaseModel | None = None, tokens: TokenSettings | None = None
+    ) -> None:
         super().__init__(config, tokens)
         self._state: _Unconditional | None = None
 
@@ -82,15 +87,17 @@ class Guidance(Processor):
         state = self._state
         if state is None or input_ids.shape[-1] != state.length + 1:
             # A new generation (or a skipped step): start the unconditional branch over, as transformers' first pass.
-            ids = ctx.extra.get(UNCONDITIONAL_IDS)
+            ids = _first_of(ctx.extra, UNCONDITIONAL_IDS)
             ids = input_ids[:, -1:] if ids is None else ids.to(input_ids.device)
-            mask = ctx.extra.get(UNCONDITIONAL_MASK)
+            mask = _first_of(ctx.extra, UNCONDITIONAL_MASK)
             mask = torch.ones_like(ids, dtype=torch.long) if mask is None else mask.to(ids.device)
             state = _Unconditional(ids, mask, None, input_ids.shape[-1])
             feed = ids
         else:
             new_token = input_ids[:, -1:]
-            mask = torch.cat([state.attention_mask, torch.ones_like(new_token, dtype=torch.long)], dim=1)
+            mask = torch.cat(
+                [state.attention_mask, torch.ones_like(new_token, dtype=torch.long)], dim=1
+            )
             feed = new_token if config.use_cache else torch.cat([state.input_ids, new_token], dim=1)
             state = _Unconditional(feed, mask, state.cache, input_ids.shape[-1])
         with torch.no_grad():
@@ -102,6 +109,10 @@ class Guidance(Processor):
         return logits
 
 
+def _first_of(extra: dict[str, Any], names: tuple[str, ...]) -> Any:
+    return next((extra[name] for name in names if extra.get(name) is not None), None)
+
+
 def _cache_argument(model: Any) -> str:
     """transformers 5 names the KV cache ``cache``; 4.x called it ``past_key_values``."""
     forward = getattr(model, "forward", model)
@@ -109,7 +120,11 @@ def _cache_argument(model: Any) -> str:
         parameters = inspect.signature(forward).parameters
     except (TypeError, ValueError):
         return "cache"
-    return "past_key_values" if "past_key_values" in parameters and "cache" not in parameters else "cache"
+    return (
+        "past_key_values"
+        if "past_key_values" in parameters and "cache" not in parameters
+        else "cache"
+    )
 
 
 def _output_field(out: Any, *names: str) -> Any:

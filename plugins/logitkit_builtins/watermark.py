@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from logitkit import CheckContext, Processor, ProcessorConfig, Stage, StepContext, TokenSettings
 from logitkit.detection import DEFAULT_Z_THRESHOLD, Detection, p_value
@@ -21,34 +21,70 @@ from logitkit_builtins import _greenlist, _synthid
 
 log = logging.getLogger("logitkit_builtins.watermark")
 
-GREENLIST_FIELDS = frozenset({"greenlist_ratio", "bias", "hashing_key", "seeding_scheme", "context_width"})
+GREENLIST_FIELDS = frozenset(
+    {"greenlist_ratio", "bias", "hashing_key", "seeding_scheme", "context_width"}
+)
 SYNTHID_FIELDS = frozenset(
-    {"keys", "ngram_len", "sampling_table_size", "sampling_table_seed", "context_history_size", "skip_first_ngram_calls"}
+    {
+        "keys",
+        "ngram_len",
+        "sampling_table_size",
+        "sampling_table_seed",
+        "context_history_size",
+        "skip_first_ngram_calls",
+    }
 )
 MAX_TABLE_SIZE = 2**24  # transformers' SynthIDTextWatermarkingConfig limit
 
 
 class WatermarkingConfig(ProcessorConfig):
-    scheme: Literal["greenlist", "synthid"] = Field(default="greenlist", description="Which watermark to embed.")
+    scheme: Literal["greenlist", "synthid"] = Field(
+        default="greenlist",
+        description="Which watermark to embed; 'synthid' when unset and keys are given.",
+    )
     # green list
-    greenlist_ratio: float = Field(default=0.25, gt=0, lt=1, description="Share of the vocabulary that is green.")
+    greenlist_ratio: float = Field(
+        default=0.25, gt=0, lt=1, description="Share of the vocabulary that is green."
+    )
     bias: float = Field(default=2.0, ge=0, description="Added to the logits of green tokens.")
     hashing_key: int = Field(
-        default=15485863, ge=0, le=2**32 - 1, description="Secret key seeding the green lists (32 bits)."
+        default=15485863,
+        ge=0,
+        le=2**32 - 1,
+        description="Secret key seeding the green lists (32 bits).",
     )
     seeding_scheme: Literal["lefthash", "selfhash"] = Field(
-        default="lefthash", description="lefthash: seed from the previous token; selfhash: from the window ending at the candidate."
+        default="lefthash",
+        description="lefthash: seed from the previous token; selfhash: from the window ending at the candidate.",
     )
     context_width: int = Field(default=1, ge=1, description="Tokens in the seeding window.")
     # SynthID
     keys: list[Annotated[int, Field(ge=0, lt=2**63)]] | None = Field(
         default=None, min_length=1, description="SynthID: one secret key per tournament layer."
     )
-    ngram_len: int = Field(default=5, ge=2, description="SynthID: n-gram length (context is ngram_len - 1 tokens).")
-    sampling_table_size: int = Field(default=2**16, ge=2, le=MAX_TABLE_SIZE, description="SynthID: size of the g-value table.")
-    sampling_table_seed: int = Field(default=0, ge=0, description="SynthID: seed of the g-value table.")
-    context_history_size: int = Field(default=1024, ge=1, description="SynthID: contexts remembered to skip repeats.")
-    skip_first_ngram_calls: bool = Field(default=False, description="SynthID: leave the first ngram_len - 1 steps alone.")
+    ngram_len: int = Field(
+        default=5, ge=2, description="SynthID: n-gram length (context is ngram_len - 1 tokens)."
+    )
+    sampling_table_size: int = Field(
+        default=2**16, ge=2, le=MAX_TABLE_SIZE, description="SynthID: size of the g-value table."
+    )
+    sampling_table_seed: int = Field(
+        default=0, ge=0, description="SynthID: seed of the g-value table."
+    )
+    context_history_size: int = Field(
+        default=1024, ge=1, description="SynthID: contexts remembered to skip repeats."
+    )
+    skip_first_ngram_calls: bool = Field(
+        default=False, description="SynthID: leave the first ngram_len - 1 steps alone."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _scheme_from_keys(cls, data: Any) -> Any:
+        # transformers' SynthIDTextWatermarkingConfig has keys and no scheme field; its dict reads as synthid.
+        if isinstance(data, dict) and "scheme" not in data and data.get("keys") is not None:
+            return {**data, "scheme": "synthid"}
+        return data
 
 
 def scheme_problems(config: WatermarkingConfig) -> list[str]:
@@ -59,7 +95,9 @@ def scheme_problems(config: WatermarkingConfig) -> list[str]:
         for name in sorted(config.model_fields_set & other)
     ]
     if config.scheme == "synthid" and not config.keys:
-        problems.append("scheme 'synthid' needs 'keys': a list of secret integers, one per tournament layer")
+        problems.append(
+            "scheme 'synthid' needs 'keys': a list of secret integers, one per tournament layer"
+        )
     return problems
 
 
@@ -72,7 +110,9 @@ class Watermarking(Processor):
     primary = "scheme"
     needs = frozenset({"input_ids"})
 
-    def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
+    def __init__(
+        self, config: BaseModel | None = None, tokens: TokenSettings | None = None
+    ) -> None:
         super().__init__(config, tokens)
         problems = scheme_problems(self.config)  # type: ignore[arg-type]
         if problems:
@@ -92,7 +132,9 @@ class Watermarking(Processor):
         # The detector must use the same vocabulary size; tokens.vocab_size pins it when the logits are padded.
         declared = self.tokens.vocab_size
         if declared is not None and declared > scores.shape[-1]:
-            raise ValueError(f"watermarking: tokens.vocab_size is {declared} but the scores have {scores.shape[-1]} columns")
+            raise ValueError(
+                f"watermarking: tokens.vocab_size is {declared} but the scores have {scores.shape[-1]} columns"
+            )
         return declared or int(scores.shape[-1])
 
     @classmethod
@@ -103,16 +145,20 @@ class Watermarking(Processor):
         ids: torch.Tensor | Sequence[int],
         *,
         z_threshold: float = DEFAULT_Z_THRESHOLD,
-        vocab_size: int | None = None,
     ) -> list[Detection]:
-        """Score ``ids`` (one sequence or ``[batch, length]``) for this entry's watermark."""
-        return detect(config, ids, tokens=tokens, z_threshold=z_threshold, vocab_size=vocab_size)
+        """The detector ``logitkit detect`` calls: score ``ids`` for this entry's watermark.
+
+        The green-list scheme reads the vocabulary size from ``tokens.vocab_size``.
+        """
+        return detect(config, ids, tokens=tokens, z_threshold=z_threshold)  # type: ignore[arg-type]
 
 
 # -- applying ----------------------------------------------------------------------------------
 
 
-def _apply_greenlist(config: WatermarkingConfig, vocab_size: int, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+def _apply_greenlist(
+    config: WatermarkingConfig, vocab_size: int, scores: torch.Tensor, ctx: StepContext
+) -> torch.Tensor:
     input_ids = ctx.input_ids
     if input_ids.shape[-1] < config.context_width:
         log.warning("watermarking: %d tokens is fewer than context_width=%d; this step is not watermarked",
@@ -120,15 +166,24 @@ def _apply_greenlist(config: WatermarkingConfig, vocab_size: int, scores: torch.
         return scores
     if config.seeding_scheme == "selfhash":
         green = _greenlist.selfhash_mask(
-            input_ids, scores, vocab_size, config.greenlist_ratio, config.hashing_key, config.context_width
+            input_ids,
+            scores,
+            vocab_size,
+            config.greenlist_ratio,
+            config.hashing_key,
+            config.context_width,
         )
     else:
-        green = _greenlist.lefthash_mask(input_ids, vocab_size, config.greenlist_ratio, config.hashing_key)
+        green = _greenlist.lefthash_mask(
+            input_ids, vocab_size, config.greenlist_ratio, config.hashing_key
+        )
         green = torch.nn.functional.pad(green, (0, scores.shape[-1] - vocab_size))
     return torch.where(green.to(scores.device), scores + config.bias, scores)
 
 
-def _apply_synthid(config: WatermarkingConfig, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+def _apply_synthid(
+    config: WatermarkingConfig, scores: torch.Tensor, ctx: StepContext
+) -> torch.Tensor:
     n = config.ngram_len
     generated = ctx.input_ids[:, ctx.prompt_length :]
     contexts = _synthid.generation_contexts(generated, n)
@@ -136,11 +191,17 @@ def _apply_synthid(config: WatermarkingConfig, scores: torch.Tensor, ctx: StepCo
         return scores
     hashes = _synthid.context_hashes(contexts)
     repeated = _synthid.last_repeated(
-        hashes, config.context_history_size, first_tracked=n - 1 if config.skip_first_ngram_calls else 0
+        hashes,
+        config.context_history_size,
+        first_tracked=n - 1 if config.skip_first_ngram_calls else 0,
     )
     keys = torch.tensor(config.keys, dtype=torch.int64, device=scores.device)
-    table = _synthid.sampling_table(config.sampling_table_size, config.sampling_table_seed).to(scores.device)
-    g_values = _synthid.candidate_g_values(hashes[:, -1].to(scores.device), scores.shape[-1], keys, table)
+    table = _synthid.sampling_table(config.sampling_table_size, config.sampling_table_seed).to(
+        scores.device
+    )
+    g_values = _synthid.candidate_g_values(
+        hashes[:, -1].to(scores.device), scores.shape[-1], keys, table
+    )
     updated = _synthid.tournament(scores, g_values)
     return torch.where(repeated.to(scores.device).unsqueeze(-1), scores, updated)
 
@@ -154,16 +215,27 @@ def _as_batch(ids: torch.Tensor | Sequence[int] | Sequence[Sequence[int]]) -> to
     if tensor.dim() == 1:
         tensor = tensor.unsqueeze(0)
     if tensor.dim() != 2:
-        raise ValueError(f"token ids must be one sequence or [batch, length], got shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"token ids must be one sequence or [batch, length], got shape {tuple(tensor.shape)}"
+        )
     return tensor
 
 
 def _verdicts(
-    scheme: str, scored: torch.Tensor, score: torch.Tensor, expected: float, z: torch.Tensor, z_threshold: float
+    scheme: str,
+    scored: torch.Tensor,
+    score: torch.Tensor,
+    expected: float,
+    z: torch.Tensor,
+    z_threshold: float,
 ) -> list[Detection]:
     results = []
     for n, s, zs in zip(scored.tolist(), score.tolist(), z.tolist(), strict=True):
-        results.append(Detection(scheme, int(n), float(s), expected, float(zs), p_value(zs), bool(zs > z_threshold)))
+        results.append(
+            Detection(
+                scheme, int(n), float(s), expected, float(zs), p_value(zs), bool(zs > z_threshold)
+            )
+        )
     return results
 
 
@@ -188,11 +260,15 @@ def detect_greenlist(
     if bos_token_id is not None and batch.shape[-1] > 0:
         has_bos = batch[:, 0] == bos_token_id
         if bool(has_bos.any()) != bool(has_bos.all()):
-            raise ValueError("some sequences start with the bos token and some do not; tokenize them alike")
+            raise ValueError(
+                "some sequences start with the bos token and some do not; tokenize them alike"
+            )
         if bool(has_bos.all()):
             batch = batch[:, 1:]
     if batch.shape[-1] - context_width < 1:
-        raise ValueError(f"need more than context_width={context_width} tokens to score, got {batch.shape[-1]}")
+        raise ValueError(
+            f"need more than context_width={context_width} tokens to score, got {batch.shape[-1]}"
+        )
     scored, green = _greenlist.detection_counts(
         batch,
         vocab_size=vocab_size,
@@ -203,7 +279,9 @@ def detect_greenlist(
         ignore_repeated_ngrams=ignore_repeated_ngrams,
     )
     total = scored.to(torch.float64)
-    z = (green - greenlist_ratio * total) / torch.sqrt(total * greenlist_ratio * (1 - greenlist_ratio))
+    z = (green - greenlist_ratio * total) / torch.sqrt(
+        total * greenlist_ratio * (1 - greenlist_ratio)
+    )
     return _verdicts("greenlist", scored, green / total, greenlist_ratio, z, z_threshold)
 
 
@@ -227,7 +305,9 @@ def synthid_g_values(
     table = _synthid.sampling_table(sampling_table_size, sampling_table_seed).to(ids.device)
     key_tensor = torch.tensor(list(keys), dtype=torch.int64, device=ids.device)
     ngrams = ids.unfold(dimension=1, size=ngram_len, step=1)
-    hashes = _synthid.accumulate_hash(torch.ones(ngrams.shape[:-1], dtype=torch.int64, device=ids.device), ngrams)
+    hashes = _synthid.accumulate_hash(
+        torch.ones(ngrams.shape[:-1], dtype=torch.int64, device=ids.device), ngrams
+    )
     g_values = _synthid.g_values_from_hashes(_synthid.with_keys(hashes, key_tensor), table)
     contexts = ids[:, :-1].unfold(dimension=1, size=ngram_len - 1, step=1)
     fresh = ~_synthid.repeated_in_history(_synthid.context_hashes(contexts), context_history_size)
@@ -257,7 +337,9 @@ def detect_synthid(
     """
     batch = _as_batch(ids)
     if batch.shape[-1] < ngram_len:
-        raise ValueError(f"need at least ngram_len={ngram_len} tokens to score, got {batch.shape[-1]}")
+        raise ValueError(
+            f"need at least ngram_len={ngram_len} tokens to score, got {batch.shape[-1]}"
+        )
     g_values, fresh = synthid_g_values(
         batch,
         keys=keys,
@@ -290,7 +372,11 @@ def detect(
     The green-list scheme needs the vocabulary size used at generation:
     ``vocab_size`` here, else ``tokens.vocab_size``.
     """
-    cfg = config if isinstance(config, WatermarkingConfig) else WatermarkingConfig.model_validate(config)
+    cfg = (
+        config
+        if isinstance(config, WatermarkingConfig)
+        else WatermarkingConfig.model_validate(config)
+    )
     problems = scheme_problems(cfg)
     if problems:
         raise ValueError("watermarking: " + "; ".join(problems))
@@ -309,7 +395,9 @@ def detect(
         )
     size = vocab_size or tokens.vocab_size
     if size is None:
-        raise ValueError("green-list detection needs the vocabulary size: set tokens.vocab_size or pass vocab_size")
+        raise ValueError(
+            "green-list detection needs the vocabulary size: set tokens.vocab_size or pass vocab_size"
+        )
     return detect_greenlist(
         ids,
         vocab_size=size,
