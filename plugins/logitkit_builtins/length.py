@@ -91,12 +91,18 @@ class ExponentialDecayLengthPenalty(_EosProcessor):
     priority = 130
     Config = ExponentialDecayConfig
 
+    def eos_index(self, vocab: int, device: torch.device) -> torch.Tensor:
+        """The eos ids inside the vocab, as a tensor built once per (vocab, device)."""
+        cache: dict[tuple[int, torch.device], torch.Tensor] = self.__dict__.setdefault("_eos_index", {})
+        if (vocab, device) not in cache:
+            cache[(vocab, device)] = torch.tensor([e for e in self.eos if e < vocab], dtype=torch.long, device=device)
+        return cache[(vocab, device)]
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         past = ctx.step - self.config.start_index
         if past <= 0 or not self.eos:
             return scores
-        vocab = scores.shape[-1]
-        eos = torch.tensor([e for e in self.eos if e < vocab], dtype=torch.long, device=scores.device)
+        eos = self.eos_index(scores.shape[-1], scores.device)
         current = scores.index_select(1, eos)
         # |score| keeps the push upward even for negative logits; -inf stays -inf.
         boost = current.abs() * (self.config.decay_factor**past - 1)
