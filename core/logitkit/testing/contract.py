@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from pydantic import BaseModel
 
 from logitkit.processor import Processor, Selector, StepContext, TokenSettings
@@ -207,9 +207,13 @@ def _run(
     vocab: tuple[int, int],
     batch: tuple[int, int],
     length: tuple[int, int],
+    shrink: bool = True,
 ) -> None:
+    phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
+
     @settings(
         max_examples=examples,
+        phases=phases,
         deadline=None,
         database=None,
         suppress_health_check=[
@@ -235,15 +239,17 @@ def check_processor_contract(
     vocab: tuple[int, int] = (2, 48),
     batch: tuple[int, int] = (1, 4),
     length: tuple[int, int] = (1, 16),
+    shrink: bool = True,
 ) -> None:
     """Check a processor class (built from ``config``) or instance against the contract on generated inputs.
 
     Raises ``ContractViolation`` naming the processor, the rule and the input's shape;
     hypothesis shrinks the failing input first. Per-row seeds are always given, so
     random processors must key their randomness on ``ctx.seeds`` to pass the row rule.
+    ``shrink=False`` skips hypothesis' shrinking (faster, a less minimal failing input).
     """
     _run(check_processor_case, factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
-         vocab=vocab, batch=batch, length=length)  # fmt: skip
+         vocab=vocab, batch=batch, length=length, shrink=shrink)  # fmt: skip
 
 
 def check_selector_contract(
@@ -256,7 +262,8 @@ def check_selector_contract(
     vocab: tuple[int, int] = (2, 48),
     batch: tuple[int, int] = (1, 4),
     length: tuple[int, int] = (1, 16),
+    shrink: bool = True,
 ) -> None:
     """Check a selector class or instance against the selector contract on generated inputs."""
     _run(check_selector_case, factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
-         vocab=vocab, batch=batch, length=length)  # fmt: skip
+         vocab=vocab, batch=batch, length=length, shrink=shrink)  # fmt: skip

@@ -80,8 +80,9 @@ def logits(
             values[:, : max(2, cols // 2)] = values[:, :1]
         else:
             values = values * min(1e4, big)
-    limit = float(torch.finfo(dtype).max)
-    # Stay finite in the dtype, then round to it before placing -inf and NaN.
+    limit = _extreme(dtype)
+    # At most finfo.max / 8, so dividing by a temperature down to 1/8 stays finite; then round
+    # to the dtype before placing -inf and NaN.
     values = values.clamp(-limit, limit).to(dtype).to(torch.float64)
     patterns = NEG_INF_PATTERNS if whole_row_neg_inf else NEG_INF_PATTERNS[:-1]
     pattern = draw(st.sampled_from(patterns)) if neg_inf else "none"
