@@ -110,7 +110,10 @@ def generate(
         attention_mask = torch.ones_like(input_ids)
     tokenizer = tokenizer if tokenizer is not None else pipeline.context.get("tokenizer")
 
-    eos = _ids(eos_token_id) or tuple(pipeline.tokens.eos or ()) or _ids(_model_setting(model, "eos_token_id")) or ()
+    # An explicit eos_token_id=[] means "no eos"; None falls back to the config, then the model.
+    eos = _ids(eos_token_id)
+    if eos is None:
+        eos = tuple(pipeline.tokens.eos or ()) or _ids(_model_setting(model, "eos_token_id")) or ()
     pad = pad_token_id if pad_token_id is not None else pipeline.tokens.pad
     if pad is None:
         pad = _model_setting(model, "pad_token_id")
