@@ -1,0 +1,123 @@
+"""Stopping criteria and finish reasons, with scripted models and a byte-level BPE tokenizer trained here."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _generation_helpers import Scripted, bpe_tokenizer
+
+import logitkit
+from logitkit import ConfigError
+from logitkit.tokenbytes import token_bytes
+
+PAD, EOS = 0, 1  # "<pad>" and "<eos>" are the tokenizer's first two tokens
+
+
+@pytest.fixture(scope="module")
+def tok() -> object:
+    return bpe_tokenizer()
+
+
+def encode(tok: object, text: str) -> list[int]:
+    return list(tok.encode(text).ids)  # type: ignore[attr-defined]
+
+
+def run(tok, scripts, *, prompt=None, **settings):
+    vocab = tok.get_vocab_size()
+    prompt_ids = torch.tensor(prompt or [encode(tok, "the")[0]] * 1).repeat(len(scripts), 1)
+    model = Scripted(scripts, prompt_ids.shape[1], vocab, filler=encode(tok, "o")[0], delay=settings.pop("delay", 0.0))
+    return logitkit.generate(model, prompt_ids, None, tokenizer=tok, eos_token_id=EOS, pad_token_id=PAD, **settings)
+
+
+def test_cjk_stop_string_split_over_byte_pieces_is_found(tok) -> None:
+    text = "hello 世界小猫 stop here"
+    ids = encode(tok, text)
+    table = token_bytes(tok)
+    # Locate the tokens that spell 小猫 and check that the case is the hard one.
+    stop = "小猫".encode()
+    spans = [(i, j) for i in range(len(ids)) for j in range(i + 1, len(ids) + 1) if stop in b"".join(table[t] for t in ids[i:j])]
+    first_end = min(j for _, j in spans)
+    start = max(i for i, j in spans if j == first_end)
+    pieces = [table[t] for t in ids[start:first_end]]
+    assert len(pieces) >= 2, "the stop string must span several tokens"
+    assert any(_not_utf8(p) for p in pieces), "some piece must be invalid UTF-8 on its own"
+
+    out = run(tok, [ids], stop_strings=["小猫"], max_new_tokens=len(ids) + 5)
+    assert out.finish_reasons == ["stop_string"]
+    assert out.new_tokens[0].tolist() == ids[:first_end]
+    assert stop in b"".join(table[t] for t in out.new_tokens[0].tolist())
+
+
+def _not_utf8(piece: bytes) -> bool:
+    try:
+        piece.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+def test_ascii_stop_string_across_token_boundaries(tok) -> None:
+    ids = encode(tok, "the quick brown fox jumps")
+    out = run(tok, [ids], stop_strings=["k bro"], max_new_tokens=len(ids) + 5)
+    generated = tok.decode(out.new_tokens[0].tolist())
+    assert out.finish_reasons == ["stop_string"]
+    assert generated.endswith("k brow") or generated.endswith("k bro")  # stops at the token completing it
+    assert "fox" not in generated
+
+
+def test_stop_string_reaching_back_into_the_prompt(tok) -> None:
+    prompt = encode(tok, "full st")
+    out = run(tok, [encode(tok, "op now")], prompt=prompt, stop_strings=["stop"], max_new_tokens=6)
+    assert out.finish_reasons == ["stop_string"]
+    assert out.new_tokens.shape[1] <= 2
+
+
+def test_finish_reasons_for_every_way_a_row_ends(tok) -> None:
+    filler = encode(tok, "o")[0]
+    scripts = [
+        [filler, filler, EOS],  # eos
+        encode(tok, "full stop") + [filler] * 4,  # stop string
+        [filler] * 10,  # runs to max_new_tokens
+    ]
+    out = run(tok, scripts, stop_strings=["stop"], max_new_tokens=8)
+    assert out.finish_reasons == ["eos", "stop_string", "length"]
+    eos_row = out.new_tokens[0].tolist()
+    assert eos_row[:3] == [filler, filler, EOS] and set(eos_row[3:]) == {PAD}  # finished rows are padded
+    assert out.new_tokens.shape[1] == 8
+
+
+def test_eos_as_a_list_of_ids(tok) -> None:
+    a, b = encode(tok, "x")[0], encode(tok, "q")[0]
+    filler = encode(tok, "o")[0]
+    model = Scripted([[filler, a], [b], [filler] * 9], 1, tok.get_vocab_size(), filler)
+    out = logitkit.generate(model, torch.full((3, 1), filler), None, eos_token_id=[a, b], pad_token_id=PAD, max_new_tokens=5)
+    assert out.finish_reasons == ["eos", "eos", "length"]
+
+
+def test_max_length_counts_the_prompt(tok) -> None:
+    out = run(tok, [[encode(tok, "o")[0]] * 20], max_length=6)
+    assert out.sequences.shape[1] == 6
+    assert out.finish_reasons == ["length"]
+
+
+def test_max_time_stops_with_reason_time(tok) -> None:
+    out = run(tok, [[encode(tok, "o")[0]] * 200] * 2, max_time=0.15, max_new_tokens=200, delay=0.03)
+    assert out.finish_reasons == ["time", "time"]
+    assert out.new_tokens.shape[1] < 200
+
+
+def test_stop_strings_need_a_tokenizer() -> None:
+    model = Scripted([[3]], 1, 10, 3)
+    with pytest.raises(ConfigError, match="stop_strings"):
+        logitkit.generate(model, torch.tensor([[3]]), None, stop_strings=["x"], max_new_tokens=2)
+
+
+def test_bad_generation_settings_are_config_errors() -> None:
+    model = Scripted([[3]], 1, 10, 3)
+    with pytest.raises(ConfigError) as info:
+        logitkit.generate(model, torch.tensor([[3]]), None, num_beams=3, num_beam_groups=2)
+    assert "generation" in str(info.value) and "num_beam_groups" in str(info.value)
+
+
+def test_every_criterion_is_registered_through_the_hook(reg) -> None:
+    assert {"eos", "stop_strings", "max_new_tokens", "max_length", "max_time"} <= set(reg.stopping_criteria)
