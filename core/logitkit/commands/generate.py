@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,28 +56,19 @@ def with_model_tokens(resolved: ResolvedConfig, eos_ids: list[int], vocab_size: 
     return dataclasses.replace(resolved, tokens=resolved.tokens.model_copy(update=updates))
 
 
-def _cache_keyword(model: Any) -> str:
-    # transformers 5 calls the KV cache argument ``cache``; older versions ``past_key_values``.
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+class StreamingPipeline(Pipeline):
+    """A pipeline that also hands each chosen token of a single-row generation to ``on_token``.
 
+    ``logitkit.generate`` calls ``accept`` once per step with the tokens it
+    picked, so this is where the text can be shown as it is produced.
+    """
 
-def stream_tokens(
-    model: Any, input_ids: torch.Tensor, pipe: Pipeline, max_new_tokens: int, eos_ids: list[int]
-) -> Iterator[int]:
-    """Yield one token id per step, reusing the model's KV cache; stops after an eos token."""
-    keyword = _cache_keyword(model)
-    sequence = input_ids
-    pipe.reset()
-    with torch.no_grad():
-        out = model(input_ids=sequence, use_cache=True)
-        for _ in range(max_new_tokens):
-            token = pipe.next_tokens(sequence, out.logits[:, -1, :].float())
-            yield int(token[0])
-            if int(token[0]) in eos_ids:
-                return
-            sequence = torch.cat([sequence, token.view(1, 1)], dim=-1)
-            cache = out[keyword] if keyword in out else getattr(out, "past_key_values", None)
-            out = model(input_ids=token.view(1, 1), use_cache=True, **{keyword: cache})
+    on_token: Callable[[int], None] | None = None
+
+    def accept(self, tokens: torch.Tensor) -> None:
+        super().accept(tokens)
+        if self.on_token is not None and tokens.shape[0] == 1:
+            self.on_token(int(tokens[0]))
 
 
 class StreamDecoder:
@@ -113,6 +103,7 @@ class StreamDecoder:
 
 def run(args: argparse.Namespace) -> int:
     from logitkit.demo import load_codec, load_model
+    from logitkit.generate import generate
 
     resolved = resolve_from_args(args.config, args.preset)
     if args.model is not None and not (Path(args.model) / "config.json").is_file():
@@ -123,10 +114,8 @@ def run(args: argparse.Namespace) -> int:
     vocab_size = int(model.get_output_embeddings().weight.shape[0])
     resolved = with_model_tokens(resolved, codec.eos_ids, vocab_size)
     seed = args.seed if args.seed is not None else resolved.generation.seed
-    context: dict[str, Any] = {"seeds": torch.tensor([seed], dtype=torch.int64)} if seed is not None else {}
-    pipe = Pipeline.from_resolved(resolved, **context)
+    pipe = StreamingPipeline.from_resolved(resolved, tokenizer=codec.tokenizer)
     max_new = args.max_new_tokens or resolved.generation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
-    stop_strings = resolved.generation.stop_strings
 
     prompt_ids = codec.encode(args.prompt)
     if not prompt_ids:
@@ -136,31 +125,27 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.write(args.prompt)
     sys.stdout.flush()
 
-    generated: list[int] = []
     decoder = StreamDecoder(codec.decode)
-    reason = "length"
-    started = time.perf_counter()
-    for token in stream_tokens(model, input_ids, pipe, max_new, codec.eos_ids):
-        generated.append(token)
-        if token in codec.eos_ids:
-            reason = "eos"
-            break
-        piece = decoder.push(token)
-        hit = next((s for s in stop_strings if s in decoder.text), None)
-        if hit is not None:
-            # Print up to the end of the stop string and no further.
-            end = decoder.text.index(hit) + len(hit)
-            piece = piece[: max(0, len(piece) - (len(decoder.text) - end))]
-            reason = "stop string"
-        sys.stdout.write(piece)
+    streamed: list[int] = []
+
+    def show(token: int) -> None:
+        streamed.append(token)
+        sys.stdout.write(decoder.push(token))
         sys.stdout.flush()
-        if hit is not None:
-            break
+
+    pipe.on_token = show
+    started = time.perf_counter()
+    output = generate(
+        model, input_ids, pipe, tokenizer=codec.tokenizer, eos_token_id=codec.eos_ids,
+        seeds=None if seed is None else [seed], max_new_tokens=max_new,
+    )  # fmt: skip
     elapsed = time.perf_counter() - started
-    if reason != "stop string":
-        sys.stdout.write(decoder.flush())
-    sys.stdout.write("\n")
+    new_tokens = output.new_tokens[0].tolist()
+    if new_tokens != streamed:  # a search that does not pick one token per step (beam search): print the result
+        decoder = StreamDecoder(codec.decode)
+        sys.stdout.write("".join(decoder.push(t) for t in new_tokens))
+    sys.stdout.write(decoder.flush() + "\n")
     sys.stdout.flush()
-    rate = len(generated) / elapsed if elapsed > 0 else float("inf")
-    print(f"[{len(generated)} tokens, {rate:.1f} tokens/s, finish: {reason}]", file=sys.stderr)
+    rate = len(new_tokens) / elapsed if elapsed > 0 else float("inf")
+    print(f"[{len(new_tokens)} tokens, {rate:.1f} tokens/s, finish: {output.finish_reasons[0]}]", file=sys.stderr)
     return 0
