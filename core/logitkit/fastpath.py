@@ -223,9 +223,10 @@ def fused_runs(processors: Sequence[Processor]) -> list[tuple[int, int]]:
     return runs
 
 
-def _view_size_hint(processors: Sequence[Processor], vocab: int) -> int:
-    sizes = [int(s) for p in processors if (s := _candidates_of(p, vocab)) is not None]
-    return max([INITIAL_VIEW, *[s + 1 for s in sizes]])
+def _view_size_hint(processors: Sequence[Processor], vocab: int, capped: bool) -> int:
+    # One past a cap (top_k's k) shows whether a tie crosses the edge.
+    sizes = [int(s) + 1 for p in processors if (s := _candidates_of(p, vocab)) is not None]
+    return max(sizes) if capped else max([INITIAL_VIEW, *sizes])
 
 
 def _candidates_of(processor: Processor, vocab: int) -> int | None:
@@ -240,14 +241,19 @@ def run_fused(
     vocab = scores.shape[-1]
     first = next(i for i, p in enumerate(processors) if fused_kind(p) == "truncate")
     head, body = list(processors[:first]), list(processors[first:])
-    if _candidates_of(body[0], vocab) is None:
+    capped = _candidates_of(body[0], vocab) is not None
+    if not capped:
         # The first truncation needs row statistics: apply the scaling head densely.
         for processor in head:
             scores = processor.apply(scores, ctx)
         head = []
     chain = head + body
     # Only the first truncation can meet a partial view: each one either completes it or fails.
-    m = vocab if getattr(body[0], "needs_complete_view", False) else _view_size_hint(chain, vocab)
+    m = (
+        vocab
+        if getattr(body[0], "needs_complete_view", False)
+        else _view_size_hint(chain, vocab, capped)
+    )
     while True:
         view = _attempt(chain, CandidateView.top(scores, min(m, vocab)), ctx)
         if view is not None:
@@ -304,7 +310,11 @@ def select_from_view(
 ) -> torch.Tensor | None:
     """Token ids picked straight from a complete view, or None when the selector cannot."""
     pick: Any = getattr(selector, "select_sorted", None)
-    if pick is None or not bool(view.alive().all()):
+    if pick is None:
+        return None
+    # Empty rows, NaN and +inf go to the dense path, where the pipeline's empty-row guard handles them.
+    odd = torch.isnan(view.values) | torch.isposinf(view.values)
+    if not bool((view.alive() & ~odd.any(dim=-1)).all()):
         return None
     tokens: torch.Tensor = pick(view, ctx)
     return tokens

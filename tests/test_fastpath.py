@@ -1,0 +1,231 @@
+"""The fused truncation path against the dense path: same tokens kept, same scores, same draws."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from logitkit import EmptyRowError, Pipeline, Processor, Stage, StepContext, fastpath
+
+NEG_INF = float("-inf")
+
+CHAINS: list[list[object]] = [
+    [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}, {"min_p": 0.05}],
+    [{"top_p": 0.9}],
+    [{"name": "top_p", "top_p": 0.5, "min_tokens_to_keep": 3}],
+    [{"min_p": 0.05}],
+    [{"temperature": 1.3}, {"min_p": 0.1}],
+    [{"temperature": 0.7}, {"top_p": 0.95}, {"typical_p": 0.9}],
+    [{"typical_p": 0.6}],
+    [{"epsilon_cutoff": 3e-3}],
+    [{"name": "eta_cutoff", "eta_cutoff": 2e-3, "min_tokens_to_keep": 2}],
+    [{"top_h": 0.5}, {"top_k": 40}],
+    [{"temperature": 0.6}, {"top_h": 0.8}],
+    [{"top_k": 5}],
+    [{"name": "top_k", "top_k": 2, "min_tokens_to_keep": 4}, {"top_p": 0.7}],
+    # temperature after truncation (llama.cpp's order) stays on the view
+    {"order": "listed", "processors": [{"top_k": 20}, {"min_p": 0.02}, {"temperature": 1.5}]},
+]
+
+
+def random_rows(batch: int, vocab: int, scale: float, seed: int) -> torch.Tensor:
+    return torch.randn(batch, vocab, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def adversarial(vocab: int, seed: int) -> torch.Tensor:
+    """Rows that stress the view: ties, -inf, flat, peaked, few finite tokens."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = [
+        torch.randint(0, 4, (vocab,), generator=gen).float(),  # big tie groups
+        torch.zeros(vocab),  # perfectly flat
+        torch.full((vocab,), NEG_INF),  # nothing left
+        torch.randn(vocab, generator=gen) * 0.01,  # almost flat
+        torch.randn(vocab, generator=gen).index_fill(
+            0, torch.tensor([7]), 60.0
+        ),  # one token holds the mass
+        torch.where(
+            torch.rand(vocab, generator=gen) < 0.97, NEG_INF, torch.randn(vocab, generator=gen)
+        ),  # few finite
+        torch.randn(vocab, generator=gen).round(decimals=1) * 3,  # ties among the leaders
+        torch.cat([torch.full((2,), 5.0), torch.full((vocab - 2,), NEG_INF)]),  # two tied survivors
+    ]
+    return torch.stack(rows)
+
+
+def inputs() -> list[tuple[str, torch.Tensor]]:
+    cases = [
+        ("random-fp32", random_rows(4, 1000, 3.0, 1)),
+        ("flat-fp32", random_rows(3, 3000, 0.5, 2)),
+        ("wide-fp32", random_rows(2, 12000, 4.0, 3)),
+        ("adversarial-fp32", adversarial(700, 4)),
+        ("random-fp16", random_rows(4, 5000, 4.0, 5).half()),
+        ("random-bf16", random_rows(4, 5000, 4.0, 6).bfloat16()),
+        ("adversarial-bf16", adversarial(500, 7).bfloat16()),
+        ("adversarial-fp16", adversarial(300, 8).half()),
+    ]
+    return cases
+
+
+def with_model_logits(scores: torch.Tensor) -> torch.Tensor:
+    """The rows a selector can pick from: a row the model left with no finite logit raises EmptyRowError."""
+    return scores[(scores > NEG_INF).any(dim=-1)]
+
+
+def pipeline(chain: object, **context: object) -> Pipeline:
+    return Pipeline.from_config(chain, **context)
+
+
+def both_paths(pipe: Pipeline, run: Callable[[], torch.Tensor]) -> tuple[object, object]:
+    """The result of ``run`` on the fused then the dense path (or the error it raised)."""
+    results: list[object] = []
+    for fast in (True, False):
+        pipe.fast_path = fast
+        pipe.reset()
+        try:
+            results.append(run())
+        except EmptyRowError as exc:
+            results.append(f"EmptyRowError: {exc}")
+    return results[0], results[1]
+
+
+def same(a: object, b: object) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+INPUTS = inputs()
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[str(c) for c in CHAINS])
+def test_fused_and_dense_scores_are_identical(reg, chain) -> None:  # type: ignore[no-untyped-def]
+    for label, scores in INPUTS:
+        pipe = pipeline(chain)
+        ids = torch.zeros(scores.shape[0], 3, dtype=torch.long)
+        before = scores.clone()
+        fused, dense = both_paths(pipe, lambda: pipe(ids, scores))  # noqa: B023
+        assert torch.equal(scores, before), "the input was modified"
+        assert fused.dtype == dense.dtype == scores.dtype, label
+        assert torch.equal(fused == NEG_INF, dense == NEG_INF), f"{label}: different token sets"
+        assert torch.equal(fused, dense), f"{label}: different scores"
+        # Same probabilities too (rows with a token left).
+        alive = (dense > NEG_INF).any(-1)
+        assert torch.equal(fused[alive].float().softmax(-1), dense[alive].float().softmax(-1)), (
+            label
+        )
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[str(c) for c in CHAINS])
+def test_sampling_from_the_view_draws_the_dense_token(reg, chain) -> None:  # type: ignore[no-untyped-def]
+    for label, all_scores in INPUTS:
+        scores = with_model_logits(all_scores)
+        batch = scores.shape[0]
+        pipe = pipeline(chain, seeds=torch.arange(batch, dtype=torch.int64) * 1000 + 17)
+        for step in range(3):
+            ids = torch.zeros(batch, 4 + step, dtype=torch.long)
+            fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, scores))  # noqa: B023
+            assert same(fused, dense), f"{label} step {step}"
+
+
+def test_greedy_selector_on_the_view_matches_argmax(reg) -> None:  # type: ignore[no-untyped-def]
+    for label, all_scores in INPUTS:
+        scores = with_model_logits(all_scores)
+        pipe = pipeline({"processors": [{"top_k": 10}, {"top_p": 0.8}], "selector": "greedy"})
+        ids = torch.zeros(scores.shape[0], 2, dtype=torch.long)
+        fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, scores))  # noqa: B023
+        assert same(fused, dense), label
+
+
+def test_the_chain_runs_on_a_view_and_samples_from_it(reg, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The fast path is really taken: no processor's dense apply runs, the selector reads the view."""
+    pipe = pipeline(
+        [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}, {"min_p": 0.05}],
+        seeds=torch.arange(4),
+    )
+    for processor in pipe.processors:
+        monkeypatch.setattr(processor, "apply", lambda *a: pytest.fail("dense apply ran"))
+    monkeypatch.setattr(pipe.selector, "select", lambda *a: pytest.fail("dense select ran"))
+    tokens = pipe.next_tokens(torch.zeros(4, 1, dtype=torch.long), random_rows(4, 5000, 3.0, 9))
+    assert tokens.shape == (4,)
+
+
+def test_a_partial_view_grows_until_the_cut_is_inside(reg) -> None:  # type: ignore[no-untyped-def]
+    """Flat rows need far more than the first 64 candidates; the view grows and stays exact."""
+    scores = random_rows(2, 50000, 0.3, 10)
+    pipe = pipeline([{"top_p": 0.2}])
+    ctx = pipe.step_context(torch.zeros(2, 1, dtype=torch.long))
+    view = fastpath.run_fused(pipe.processors, scores, ctx)
+    kept = int((view.values > NEG_INF).sum(-1).max())
+    assert kept > fastpath.INITIAL_VIEW
+    pipe.fast_path = False
+    assert torch.equal(view.densify(scores), pipe.process(scores, ctx))
+
+
+def test_top_k_view_is_topk_and_needs_no_statistics_pass(reg) -> None:  # type: ignore[no-untyped-def]
+    scores = random_rows(3, 4000, 2.0, 11)
+    pipe = pipeline([{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}])
+    view = fastpath.run_fused(
+        pipe.processors, scores, pipe.step_context(torch.zeros(3, 1, dtype=torch.long))
+    )
+    assert view.complete and view.width == 51  # top_k's 50 plus one to see a tie at the edge
+
+
+class Halve(Processor):
+    """A truncation-stage processor without a fast path: it forces a dense step in the run."""
+
+    name = "halve"
+    stage = Stage.TRUNCATION
+    priority = 35
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return scores / 2
+
+
+def test_a_processor_without_fast_path_splits_the_run_and_stays_correct(reg) -> None:  # type: ignore[no-untyped-def]
+    from logitkit_builtins.temperature import Temperature
+    from logitkit_builtins.truncation import MinP, TopK, TopP
+
+    processors = [
+        Temperature(Temperature.Config(temperature=0.9)),
+        TopK(TopK.Config(top_k=30)),
+        Halve(),
+        TopP(TopP.Config(top_p=0.8)),
+        MinP(MinP.Config(min_p=0.1)),
+    ]
+    assert fastpath.fused_runs(processors) == [(0, 2), (3, 5)]
+    pipe = Pipeline(processors, reg.selectors["sample"].cls())
+    for label, scores in INPUTS:
+        pipe.context["seeds"] = torch.arange(scores.shape[0])
+        ids = torch.zeros(scores.shape[0], 2, dtype=torch.long)
+        fused, dense = both_paths(pipe, lambda: pipe(ids, scores))  # noqa: B023
+        assert torch.equal(fused, dense), label
+        fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, scores))  # noqa: B023
+        assert same(fused, dense), label
+
+
+def test_temperature_zero_has_no_fast_path_and_stays_greedy(reg) -> None:  # type: ignore[no-untyped-def]
+    pipe = pipeline([{"temperature": 0.0}, {"top_p": 0.9}])
+    assert fastpath.fused_kind(pipe.processors[0]) is None
+    scores = random_rows(3, 500, 2.0, 12)
+    fused, dense = both_paths(pipe, lambda: pipe(torch.zeros(3, 1, dtype=torch.long), scores))
+    assert torch.equal(fused, dense)
+    assert torch.equal((fused > NEG_INF).sum(-1), torch.ones(3, dtype=torch.long))
+
+
+def test_empty_rows_take_the_dense_policy(reg) -> None:  # type: ignore[no-untyped-def]
+    """A row with no usable logit raises on both paths; NaN scores are the dense guard's to clean."""
+    scores = random_rows(3, 300, 1.0, 13)
+    scores[1, :] = NEG_INF
+    pipe = pipeline([{"top_k": 5}], seeds=torch.arange(3))
+    fused, dense = both_paths(
+        pipe, lambda: pipe.next_tokens(torch.zeros(3, 1, dtype=torch.long), scores)
+    )
+    assert isinstance(fused, str) and fused == dense
+    scores[1, :] = random_rows(1, 300, 1.0, 14)
+    scores[1, 42] = float("nan")
+    fused, dense = both_paths(
+        pipe, lambda: pipe.next_tokens(torch.zeros(3, 1, dtype=torch.long), scores)
+    )
+    assert same(fused, dense)
