@@ -5,7 +5,7 @@ References:
   after Tang et al., "Top-nσ: Not All Logits Are You Need" (2024).
 - top_a and tail-free: text-generation-webui ``TopALogitsWarper`` and
   ``TailFreeLogitsWarper`` (modules/sampler_hijack.py); tail-free after
-  T. Barton's 2019 write-up, as in llama.cpp's former ``llama_sample_tail_free``.
+  Trenton Bricken's 2019 "Tail Free Sampling" post, as in llama.cpp's former ``llama_sample_tail_free``.
 """
 
 from __future__ import annotations
