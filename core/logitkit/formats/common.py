@@ -63,9 +63,11 @@ class Conversion:
         return [loss.line() for loss in self.lost] + [note.line() for note in self.notes]
 
 
-def primary_field(cls: type) -> str | None:
+def primary_field(cls: Any) -> str | None:
+    """The field ``- name: value`` sets: ``cls.primary``, else a field named like the processor."""
     fields = cls.Config.model_fields
-    return cls.primary or (cls.name if cls.name in fields else None)
+    primary: str | None = cls.primary or (cls.name if cls.name in fields else None)
+    return primary
 
 
 def changed_fields(config: BaseModel) -> dict[str, Any]:
@@ -73,7 +75,7 @@ def changed_fields(config: BaseModel) -> dict[str, Any]:
     return config.model_dump(exclude_defaults=True)
 
 
-def entry_for(name: str, cls: type, config: BaseModel) -> Any:
+def entry_for(name: str, cls: Any, config: BaseModel) -> Any:
     """The shortest config entry for a processor: a bare name, the shorthand, or the full mapping."""
     fields = changed_fields(config)
     primary = primary_field(cls)
@@ -87,7 +89,7 @@ def entry_for(name: str, cls: type, config: BaseModel) -> Any:
     return {"name": name, **fields}
 
 
-def samples(classes: list[type]) -> bool:
+def samples(classes: list[Any]) -> bool:
     """The default selector's rule: sample when a temperature or truncation stage is present."""
     return any(int(Stage.TEMPERATURE) <= int(cls.stage) < int(Stage.WATERMARK) for cls in classes)
 

@@ -47,7 +47,7 @@ def factory_for(
     """A function returning a fresh processor (or selector) for every call, so state never leaks between checks."""
     if not isinstance(target, type):
         return lambda: copy.deepcopy(target)
-    cls = target
+    cls: Any = target
     model = (
         config if isinstance(config, BaseModel) else cls.Config.model_validate(dict(config or {}))
     )

@@ -37,7 +37,7 @@ def contract_cases(
     reg = registry if registry is not None else build_registry()
     configs = configs or {}
     skipped = set(skip)
-    cases = []
+    cases: list[tuple[str, str, type, Mapping[str, Any]]] = []
     for kind, entries in (("processor", reg.processors), ("selector", reg.selectors)):
         for name, entry in sorted(entries.items()):
             if entry.plugin != plugin or name in skipped or getattr(entry.cls, "code_only", False):
@@ -94,4 +94,4 @@ def contract_tests(
         check = check_processor_contract if kind == "processor" else check_selector_contract
         check(cls, config, examples=examples)
 
-    return test_contract
+    return test_contract  # type: ignore[no-any-return]  # pytest's decorator is untyped
