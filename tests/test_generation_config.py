@@ -30,6 +30,8 @@ def hf_processors(model: GPT2LMHeadModel, gc: GenerationConfig, prompt_length: i
     return model._get_logits_processor(gc, input_ids_seq_length=prompt_length, device="cpu", **kwargs)
 
 
+# remove_invalid_values is left out here: after min_length's -inf becomes the dtype's lowest value, the
+# exponential decay overflows it to +inf and transformers' renormalization returns nan rows.
 MANY = {
     "eos_token_id": [2, 5],
     "sequence_bias": [[[3, 4], -1.5], [[9], 2.0]],
@@ -40,7 +42,6 @@ MANY = {
     "min_new_tokens": 3,
     "forced_eos_token_id": 2,
     "max_length": 14,
-    "remove_invalid_values": True,
     "exponential_decay_length_penalty": [2, 1.4],
     "suppress_tokens": [11, 12],
     "begin_suppress_tokens": [13],
@@ -63,6 +64,7 @@ def run_both(model: GPT2LMHeadModel, gc: GenerationConfig, steps: int = 6, batch
     for _ in range(steps):
         scores = torch.randn(batch, VOCAB, generator=gen) * 3
         expected = theirs(ids, scores.clone())
+        assert not torch.isnan(expected).any(), "a nan reference would hide differences"
         ours = pipe(ids, scores)
         assert torch.equal(torch.isneginf(ours), torch.isneginf(expected))
         finite = torch.isfinite(expected)
@@ -107,6 +109,12 @@ def names_of(processor: Any) -> str:
 
 def test_many_processors_at_once_match_transformers_list(model: GPT2LMHeadModel) -> None:
     run_both(model, GenerationConfig(**MANY), steps=10)
+
+
+def test_remove_invalid_values_with_masks_and_sampling(model: GPT2LMHeadModel) -> None:
+    gc = GenerationConfig(eos_token_id=2, min_new_tokens=3, bad_words_ids=[[4]], remove_invalid_values=True,
+                          suppress_tokens=[6], do_sample=True, top_p=0.8, min_p=0.05, renormalize_logits=True)  # fmt: skip
+    run_both(model, gc)
 
 
 def test_left_padding_is_skipped_by_the_repetition_penalty_as_in_generate(model: GPT2LMHeadModel) -> None:
@@ -192,3 +200,19 @@ def test_guidance_and_watermarking_are_translated_by_name() -> None:
     assert names == ["guidance_scale", "watermarking", "renormalize_logits"]
     watermark = to_config(gc)["processors"][1]
     assert watermark["bias"] == 2.5 and watermark["context_width"] == 1
+
+
+@pytest.mark.parametrize(
+    "watermark",
+    [{"bias": 2.5, "context_width": 2, "seeding_scheme": "selfhash"}, {"bias": 1.0, "greenlist_ratio": 0.5}],
+    ids=["selfhash", "lefthash"],
+)
+def test_watermarking_after_the_warpers_and_before_renormalization(model: GPT2LMHeadModel, watermark: dict[str, Any]) -> None:
+    gc = GenerationConfig(repetition_penalty=1.2, do_sample=True, top_k=30, watermarking_config=watermark, renormalize_logits=True)
+    run_both(model, gc, steps=4)
+
+
+def test_guidance_runs_first_with_the_model_from_the_context(model: GPT2LMHeadModel) -> None:
+    # use_cache is explicit: generate() fills it in, and a bare _get_logits_processor call would pass None.
+    gc = GenerationConfig(guidance_scale=1.5, repetition_penalty=1.3, do_sample=True, temperature=0.7, use_cache=True)
+    run_both(model, gc, steps=4, batch=1)

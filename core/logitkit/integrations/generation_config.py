@@ -92,7 +92,10 @@ def logits_entries(gc: GenerationConfig, *, input_ids_seq_length: int | None, en
     entries: list[dict[str, Any]] = []
     add = entries.append
     if gc.guidance_scale is not None and gc.guidance_scale != 1:
-        add({"name": "guidance_scale", "guidance_scale": gc.guidance_scale})
+        guidance: dict[str, Any] = {"name": "guidance_scale", "guidance_scale": gc.guidance_scale}
+        if gc.use_cache is not None:
+            guidance["use_cache"] = gc.use_cache
+        add(guidance)
     if gc.sequence_bias is not None:
         bias = gc.sequence_bias
         add({"name": "sequence_bias", "sequence_bias": dict(bias) if isinstance(bias, Mapping) else list(bias)})
