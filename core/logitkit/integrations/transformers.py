@@ -14,12 +14,13 @@ if TYPE_CHECKING:
 class LogitkitLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
     """A transformers ``LogitsProcessor`` that runs a logitkit pipeline.
 
-    With ``include_selector`` the pipeline's selector also runs: every score
-    but the chosen token's becomes -inf, so transformers' own greedy or
-    sampling step can only pick logitkit's choice.
+    With ``include_selector`` (the default) the pipeline's selector also runs:
+    every score but the chosen token's becomes -inf, so transformers' own
+    greedy or sampling step, and any warper it applies after custom processors
+    (top_k, top_p, temperature), can only keep logitkit's choice.
     """
 
-    def __init__(self, pipeline: Pipeline, include_selector: bool = False) -> None:
+    def __init__(self, pipeline: Pipeline, include_selector: bool = True) -> None:
         self.pipeline = pipeline
         self.include_selector = include_selector
 
@@ -35,5 +36,5 @@ class LogitkitLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
         return chosen.scatter(-1, tokens.unsqueeze(-1), 0.0)
 
 
-def as_logits_processor_list(pipeline: Pipeline, include_selector: bool = False) -> Any:
+def as_logits_processor_list(pipeline: Pipeline, include_selector: bool = True) -> Any:
     return LogitsProcessorList([LogitkitLogitsProcessor(pipeline, include_selector)])
