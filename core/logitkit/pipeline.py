@@ -299,8 +299,14 @@ class Pipeline:
 
     # -- integration and description -------------------------------------------------
 
-    def as_hf(self, include_selector: bool = False) -> Any:
-        """A transformers ``LogitsProcessorList`` running this pipeline inside ``model.generate``."""
+    def as_hf(self, include_selector: bool = True) -> Any:
+        """A transformers ``LogitsProcessorList`` running this pipeline inside ``model.generate``.
+
+        By default the pipeline's selector also runs, so transformers can only
+        emit logitkit's choice whatever its own ``do_sample`` and warpers say.
+        Pass ``include_selector=False`` for beam search, or to let transformers
+        select from the processed scores (see docs/generation.md).
+        """
         from logitkit.integrations.transformers import as_logits_processor_list
 
         return as_logits_processor_list(self, include_selector=include_selector)
