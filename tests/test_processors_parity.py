@@ -164,3 +164,24 @@ def test_sequence_bias_ignores_tokens_outside_the_vocab_instead_of_raising() -> 
         SequenceBiasLogitsProcessor([[[9], 1.0], [[3], -1.0]])(ids, scores.clone())
     out = build("sequence_bias", {"sequence_bias": [[[9], 1.0], [[3], -1.0]]}).apply(scores, _ctx(ids))
     assert out.tolist() == [[0.0, 0.0, 0.0, -1.0, 0.0]]
+
+
+@pytest.mark.parametrize("name", ["encoder_repetition_penalty", "encoder_no_repeat_ngram_size"])
+def test_encoder_processors_use_the_prompt_when_there_is_no_encoder(name: str) -> None:
+    """Decoder-only: generate() hands the prompt to transformers as the encoder ids; logitkit reads it from the context."""
+    from _processor_cases import build
+    from transformers import (
+        EncoderNoRepeatNGramLogitsProcessor,
+        EncoderRepetitionPenaltyLogitsProcessor,
+    )
+
+    ids = torch.randint(0, 6, (3, 12), generator=torch.Generator().manual_seed(4))
+    scores = torch.randn(3, 30, generator=torch.Generator().manual_seed(5))
+    prompt = ids[:, :7]
+    if name == "encoder_repetition_penalty":
+        ours, theirs = build(name, {"penalty": 1.6}), EncoderRepetitionPenaltyLogitsProcessor(1.6, prompt)
+    else:
+        ours, theirs = build(name, {"ngram_size": 2}), EncoderNoRepeatNGramLogitsProcessor(2, prompt)
+    out = ours.apply(scores, StepContext(input_ids=ids, prompt_length=7, step=5))
+    assert not torch.equal(out, scores)
+    assert torch.equal(out, theirs(ids, scores.clone()))
