@@ -13,7 +13,7 @@ from logitkit.errors import ConfigError
 from logitkit.plugins import PluginLoadError
 
 #: Command modules, in ``--help`` order. Each has HELP, add_arguments(parser) and run(args) -> int.
-COMMANDS = ("list", "plugins", "validate", "explain", "schema", "generate", "plot", "detect", "convert", "new-plugin")
+COMMANDS = ("list", "plugins", "validate", "explain", "schema", "generate", "bench", "plot", "detect", "convert", "new-plugin")
 
 
 def build_parser() -> argparse.ArgumentParser:

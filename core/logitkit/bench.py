@@ -1,0 +1,319 @@
+"""Benchmarks: logitkit against transformers' own processors, on the same inputs, in one run.
+
+Each configuration times a logitkit callable and the transformers equivalent
+on identical inputs, interleaved call by call so both see the same machine
+load, plus the memory-bound floor: one ``torch.softmax`` over the same
+scores. Medians are reported. Timing is never asserted in tests: machines are
+noisy; ``logitkit bench`` prints the numbers and whether each target is met.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+log = logging.getLogger("logitkit.bench")
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Spread of the synthetic logits: a std-4 Gaussian row has 3-6 nats of entropy at 152k tokens,
+#: and top_p 0.9 keeps a few hundred tokens, like a language model's next-token distribution.
+LOGIT_SCALE = 4.0
+
+Timed = Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class Shape:
+    batch: int = 8
+    vocab: int = 151936
+    dtype: str = "fp32"
+    seed: int = 0
+    #: Tokens each generate() produces.
+    new_tokens: int = 128
+
+
+@dataclass(frozen=True)
+class Case:
+    """One configuration: what each side runs, and the targets it should meet."""
+
+    name: str
+    description: str
+    #: Builds ``(logitkit, transformers, floor)`` callables; floor may be None.
+    build: Callable[[Shape], tuple[Timed, Timed, Timed | None]]
+    unit: str = "ms"
+    #: logitkit must be at least this many times faster (or, for tokens/s, this many times the rate).
+    min_speedup: float | None = None
+    #: logitkit's time must be at most this many softmax passes.
+    max_floor_ratio: float | None = None
+    #: Cap on repeats for slow cases (a whole generate()).
+    max_repeat: int | None = None
+
+
+@dataclass
+class Result:
+    name: str
+    description: str
+    unit: str
+    logitkit: float
+    transformers: float
+    speedup: float
+    floor: float | None = None
+    floor_ratio: float | None = None
+    targets: list[str] = field(default_factory=list)
+    met: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def logits(shape: Shape, generator_offset: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(shape.seed + generator_offset)
+    return (torch.randn(shape.batch, shape.vocab, generator=gen) * LOGIT_SCALE).to(
+        DTYPES[shape.dtype]
+    )
+
+
+def history(shape: Shape, length: int, distinct: int | None = None) -> torch.Tensor:
+    """Token ids ``[batch, length]``; ``distinct`` limits the alphabet so n-grams repeat, as text does."""
+    gen = torch.Generator().manual_seed(shape.seed + 1)
+    return torch.randint(0, distinct or shape.vocab, (shape.batch, length), generator=gen)
+
+
+def softmax_floor(scores: torch.Tensor) -> Timed:
+    return lambda: torch.softmax(scores, dim=-1)
+
+
+def hf_sample(processors: Any, ids: torch.Tensor, scores: torch.Tensor) -> Timed:
+    """transformers' sampling step: the processor list, softmax, torch.multinomial."""
+
+    def step() -> torch.Tensor:
+        processed = processors(ids, scores)
+        return torch.multinomial(torch.softmax(processed, dim=-1), 1).squeeze(1)
+
+    return step
+
+
+def logitkit_sample(config: Any, ids: torch.Tensor) -> Callable[[torch.Tensor], Timed]:
+    from logitkit.pipeline import Pipeline
+
+    pipe = Pipeline.from_config(config, seeds=torch.arange(ids.shape[0]))
+    return lambda scores: lambda: pipe.next_tokens(ids, scores)
+
+
+# -- the shipped configurations -------------------------------------------------------------
+
+
+def _chain(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    from transformers.generation.logits_process import (
+        LogitsProcessorList,
+        MinPLogitsWarper,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    scores, ids = logits(shape), history(shape, 512)
+    config = [
+        {"repetition_penalty": 1.1},
+        {"temperature": 0.8},
+        {"top_k": 50},
+        {"top_p": 0.9},
+        {"min_p": 0.05},
+    ]
+    hf = LogitsProcessorList(
+        [
+            RepetitionPenaltyLogitsProcessor(1.1),
+            TemperatureLogitsWarper(0.8),
+            TopKLogitsWarper(50),
+            TopPLogitsWarper(0.9),
+            MinPLogitsWarper(0.05),
+        ]
+    )
+    return logitkit_sample(config, ids)(scores), hf_sample(hf, ids, scores), softmax_floor(scores)
+
+
+def _top_p(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    from transformers.generation.logits_process import LogitsProcessorList, TopPLogitsWarper
+
+    scores, ids = logits(shape), history(shape, 16)
+    hf = LogitsProcessorList([TopPLogitsWarper(0.9)])
+    return (
+        logitkit_sample([{"top_p": 0.9}], ids)(scores),
+        hf_sample(hf, ids, scores),
+        softmax_floor(scores),
+    )
+
+
+def _min_p(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    from transformers.generation.logits_process import LogitsProcessorList, MinPLogitsWarper
+
+    scores, ids = logits(shape), history(shape, 16)
+    hf = LogitsProcessorList([MinPLogitsWarper(0.05)])
+    return (
+        logitkit_sample([{"min_p": 0.05}], ids)(scores),
+        hf_sample(hf, ids, scores),
+        softmax_floor(scores),
+    )
+
+
+def _no_repeat_ngram(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    from transformers.generation.logits_process import NoRepeatNGramLogitsProcessor
+
+    from logitkit.pipeline import Pipeline
+
+    # A small alphabet makes the 2-token prefix recur, so bans actually happen.
+    scores, ids = logits(shape), history(shape, 2048, distinct=64)
+    pipe = Pipeline.from_config([{"no_repeat_ngram_size": 3}])
+    hf = NoRepeatNGramLogitsProcessor(3)
+    return lambda: pipe(ids, scores), lambda: hf(ids, scores), softmax_floor(scores)
+
+
+def bias_table(shape: Shape, entries: int) -> dict[tuple[int, ...], float]:
+    """``entries`` distinct sequences of 1-3 tokens with biases in [-3, 3)."""
+    gen = torch.Generator().manual_seed(shape.seed + 2)
+    table: dict[tuple[int, ...], float] = {}
+    while len(table) < entries:
+        length = int(torch.randint(1, 4, (1,), generator=gen))
+        key = tuple(int(t) for t in torch.randint(0, shape.vocab, (length,), generator=gen))
+        table[key] = round(float(torch.rand(1, generator=gen)) * 6 - 3, 3)
+    return table
+
+
+def _sequence_bias(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    from transformers.generation.logits_process import SequenceBiasLogitsProcessor
+
+    from logitkit.pipeline import Pipeline
+
+    scores, ids = logits(shape), history(shape, 512)
+    table = bias_table(shape, 1000)
+    pipe = Pipeline.from_config(
+        [{"name": "sequence_bias", "sequence_bias": [[list(k), v] for k, v in table.items()]}]
+    )
+    hf = SequenceBiasLogitsProcessor(sequence_bias=[[list(k), v] for k, v in table.items()])
+    return lambda: pipe(ids, scores), lambda: hf(ids, scores), softmax_floor(scores)
+
+
+#: The tiny model of the generate() case.
+GENERATE_MODEL = {"vocab_size": 32000, "num_hidden_layers": 2, "hidden_size": 128, "intermediate_size": 256,
+                  "num_attention_heads": 4, "num_key_value_heads": 4}  # fmt: skip
+GENERATE_BATCH, GENERATE_PROMPT = 4, 16
+
+
+def _generate(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from logitkit.generate import generate
+
+    torch.manual_seed(shape.seed)
+    model = LlamaForCausalLM(
+        LlamaConfig(**GENERATE_MODEL, pad_token_id=0, bos_token_id=1, eos_token_id=2)
+    ).eval()
+    model.generation_config.eos_token_id = None  # both sides produce every one of the new tokens
+    model.generation_config.pad_token_id = 0
+    gen = torch.Generator().manual_seed(shape.seed + 3)
+    prompt = torch.randint(
+        3, GENERATE_MODEL["vocab_size"], (GENERATE_BATCH, GENERATE_PROMPT), generator=gen
+    )
+    mask = torch.ones_like(prompt)
+    config = [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}]
+    new = shape.new_tokens
+
+    def ours() -> Any:
+        with torch.inference_mode():
+            out = generate(model, prompt, config, attention_mask=mask, seeds=list(range(GENERATE_BATCH)),
+                           eos_token_id=[], max_new_tokens=new)  # fmt: skip
+        assert out.sequences.shape[1] == GENERATE_PROMPT + new
+        return out
+
+    def theirs() -> Any:
+        with torch.inference_mode():
+            out = model.generate(prompt, attention_mask=mask, do_sample=True, temperature=0.8, top_k=50, top_p=0.9,
+                                 max_new_tokens=new, min_new_tokens=new, eos_token_id=None, pad_token_id=0)  # fmt: skip
+        assert out.shape[1] == GENERATE_PROMPT + new
+        return out
+
+    return ours, theirs, None
+
+
+CASES: tuple[Case, ...] = (
+    Case("chain", "repetition_penalty 1.1, temperature 0.8, top_k 50, top_p 0.9, min_p 0.05, then sampling; history 512",
+         _chain, min_speedup=25.0, max_floor_ratio=4.0),
+    Case("top_p", "top_p 0.9, then sampling", _top_p, min_speedup=5.0),
+    Case("min_p", "min_p 0.05, then sampling", _min_p, min_speedup=5.0),
+    Case("no_repeat_ngram", "no_repeat_ngram_size 3, history 2048 (processing only)", _no_repeat_ngram, min_speedup=10.0),
+    Case("sequence_bias", "sequence_bias with 1,000 sequences of 1-3 tokens, history 512 (processing only)", _sequence_bias),
+    Case("generate", f"generate(): Llama 2 layers, vocab 32k, batch {GENERATE_BATCH}, T 0.8 / top_k 50 / top_p 0.9",
+         _generate, unit="tokens/s", min_speedup=1.3, max_repeat=3),
+)  # fmt: skip
+
+
+def case_names() -> list[str]:
+    return [case.name for case in CASES]
+
+
+def median_times(calls: Sequence[Timed], repeat: int, warmup: int = 2) -> list[float]:
+    """Median seconds per call, the calls interleaved so that both sides see the same load."""
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(repeat):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            samples[i].append(time.perf_counter() - start)
+    return [statistics.median(s) for s in samples]
+
+
+def run_case(case: Case, shape: Shape, repeat: int) -> Result:
+    ours, theirs, floor = case.build(shape)
+    repeat = min(repeat, case.max_repeat) if case.max_repeat else repeat
+    calls = [ours, theirs] + ([floor] if floor is not None else [])
+    times = median_times(calls, repeat, warmup=1 if case.max_repeat else 2)
+    if case.unit == "tokens/s":
+        tokens = GENERATE_BATCH * shape.new_tokens
+        lk, hf = tokens / times[0], tokens / times[1]
+        speedup = lk / hf
+        result = Result(case.name, case.description, case.unit, lk, hf, speedup)
+    else:
+        lk, hf = times[0] * 1e3, times[1] * 1e3
+        result = Result(case.name, case.description, case.unit, lk, hf, hf / lk)
+        if floor is not None:
+            result.floor = times[2] * 1e3
+            result.floor_ratio = lk / result.floor
+    if case.min_speedup is not None:
+        result.targets.append(f">= {case.min_speedup:g}x transformers")
+        result.met &= result.speedup >= case.min_speedup
+    if case.max_floor_ratio is not None and result.floor_ratio is not None:
+        result.targets.append(f"<= {case.max_floor_ratio:g}x softmax")
+        result.met &= result.floor_ratio <= case.max_floor_ratio
+    return result
+
+
+def run(
+    shape: Shape,
+    repeat: int = 20,
+    only: Sequence[str] | None = None,
+    progress: Callable[[int, int, Case], None] | None = None,
+) -> list[Result]:
+    """Run the selected cases (all when ``only`` is empty); ``progress(i, n, case)`` before each."""
+    unknown = sorted(set(only or ()) - set(case_names()))
+    if unknown:
+        raise ValueError(
+            f"unknown bench case(s) {', '.join(unknown)}; known: {', '.join(case_names())}"
+        )
+    chosen = [case for case in CASES if not only or case.name in only]
+    results = []
+    for i, case in enumerate(chosen):
+        if progress is not None:
+            progress(i, len(chosen), case)
+        log.debug("bench %s", case.name)
+        results.append(run_case(case, shape, repeat))
+    return results

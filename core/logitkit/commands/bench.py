@@ -1,0 +1,97 @@
+"""``logitkit bench``: logitkit against transformers' own processors, same inputs, one run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from logitkit import bench
+from logitkit.commands._output import console, print_json, table
+
+HELP = (
+    "Time logitkit against transformers' processors and generate(): medians, ratios, softmax floor."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--batch", type=int, default=8, help="rows per step (default 8)")
+    parser.add_argument(
+        "--vocab", type=int, default=151936, help="vocabulary size (default 151936, Qwen's)"
+    )
+    parser.add_argument(
+        "--dtype", choices=sorted(bench.DTYPES), default="fp32", help="logits dtype (default fp32)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=20, help="timed calls per side (median; default 20)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only this case (repeatable): {', '.join(bench.case_names())}",
+    )
+    parser.add_argument(
+        "--new-tokens", type=int, default=128, help="tokens per generate() (default 128)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's own choice)"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+
+def _number(value: float | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}{unit}" if value >= 100 else f"{value:.3g}{unit}"
+
+
+def run(args: argparse.Namespace) -> int:
+    for flag in ("batch", "vocab", "repeat", "new_tokens"):
+        if getattr(args, flag) < 1:
+            print(
+                f"error: --{flag.replace('_', '-')} must be >= 1 (got {getattr(args, flag)})",
+                file=sys.stderr,
+            )
+            return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shape = bench.Shape(
+        batch=args.batch, vocab=args.vocab, dtype=args.dtype, new_tokens=args.new_tokens
+    )
+
+    def progress(i: int, n: int, case: bench.Case) -> None:
+        print(f"[{i + 1}/{n}] {case.name}: {case.description} ...", file=sys.stderr, flush=True)
+
+    try:
+        results = bench.run(shape, repeat=args.repeat, only=args.only, progress=progress)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    setup = {"batch": shape.batch, "vocab": shape.vocab, "dtype": shape.dtype, "repeat": args.repeat,
+             "threads": torch.get_num_threads(), "torch": torch.__version__}  # fmt: skip
+    if args.json:
+        print_json({"setup": setup, "results": [r.as_dict() for r in results]})
+        return 0
+    console.print(", ".join(f"{k} {v}" for k, v in setup.items()))
+    for r in results:
+        if r.unit == "tokens/s":
+            rows = [("logitkit", _number(r.logitkit, " tok/s"), _number(r.speedup, "x"), "-"),
+                    ("transformers", _number(r.transformers, " tok/s"), "1x", "-")]  # fmt: skip
+        else:
+            rows = [
+                ("logitkit", _number(r.logitkit, " ms"), _number(r.speedup, "x"), _number(r.floor_ratio, "x")),
+                ("transformers", _number(r.transformers, " ms"), "1x",
+                 _number(r.transformers / r.floor if r.floor else None, "x")),
+            ]  # fmt: skip
+            if r.floor is not None:
+                rows.append(("floor: one softmax", _number(r.floor, " ms"), "-", "1x"))
+        verdict = ("met" if r.met else "NOT met") if r.targets else "no target"
+        title = f"{r.name}: {r.description}\ntarget {' and '.join(r.targets) or '-'}: {verdict}"
+        table(
+            title,
+            ("side", f"median ({r.unit})", "speed-up vs transformers", "x softmax pass"),
+            rows,
+        )
+    return 0
