@@ -67,6 +67,11 @@ CONTEXT_MISTAKES: list[tuple[Any, str]] = [
     ),
     ([{"prefix_allowed_tokens": {"num_beams": 1}}], "takes a Python callable; build it in code"),
     ([{"sequence_bias": [[[1, 2], 1.0], [[1, 2], 3.0]]}], "sequence [1, 2] is listed twice"),
+    ([{"forced_decoder_ids": [[1, 2], [1, 3]]}], "a position is listed twice"),
+    ([{"bad_words_ids": [[3], []]}], "entry 1 is empty"),
+    ([{"remove_invalid_values": 3}], "'remove_invalid_values' takes no value"),
+    ([{"renormalize_logits": 0.5}], "'renormalize_logits' takes no value"),
+    ([{"name": "renormalize_logits", "dim": 0}], "processors[0].dim: unknown field"),
 ]
 
 
