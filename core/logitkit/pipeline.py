@@ -20,6 +20,8 @@ from logitkit.stages import Stage, stage_label
 
 log = logging.getLogger("logitkit.pipeline")
 
+NEG_INF = float("-inf")
+
 #: What happens when the processors remove every token of a row.
 EMPTY_ROW_POLICIES = ("top", "error")
 
@@ -33,6 +35,11 @@ class ProcessorContractError(RuntimeError):
 
 class EmptyRowError(RuntimeError):
     """Every token of a row was removed and the pipeline's policy is ``error``."""
+
+
+def _alive(scores: torch.Tensor) -> torch.Tensor:
+    """Bool per row: some score is above -inf (NaN compares false, so NaN alone is not alive)."""
+    return (scores > NEG_INF).any(dim=-1)
 
 
 def check_mode_from_env() -> bool:
@@ -250,28 +257,52 @@ class Pipeline:
     def guard_empty_rows(
         self, processed: torch.Tensor, ctx: StepContext, raw: torch.Tensor | None
     ) -> torch.Tensor:
-        """Rows with no finite score left get the policy's outcome, never a silent token 0."""
-        alive = torch.isfinite(processed).any(dim=-1) | (processed == float("inf")).any(dim=-1)
-        if bool(alive.all()):
+        """Make every row safe to select from, or raise; never a silent token 0.
+
+        NaN scores never win (they count as removed). A row holding +inf scores
+        picks among its +inf tokens only, equally likely, so no selector sees an
+        inf/NaN probability. A row with nothing left takes the ``on_empty_row``
+        policy: ``"top"`` keeps the model's own top token (from ``raw``, NaN
+        ignored), ``"error"`` raises ``EmptyRowError`` naming the processor that
+        emptied it. A row whose raw logits hold no usable value has no top token
+        to keep: that raises ``EmptyRowError`` under either policy.
+        """
+        nan = torch.isnan(processed)
+        posinf = torch.isposinf(processed)
+        alive = _alive(processed)
+        # One host sync on the common path: rows that need no repair skip everything below.
+        if not bool((nan.any(dim=-1) | posinf.any(dim=-1) | ~alive).any()):
             return processed
+        cleaned = processed.masked_fill(nan, NEG_INF)
+        has_posinf = posinf.any(dim=-1, keepdim=True)
+        only_posinf = torch.zeros_like(cleaned).masked_fill(~posinf, NEG_INF)
+        cleaned = torch.where(has_posinf, only_posinf, cleaned)
+        alive = _alive(cleaned)
+        if bool(alive.all()):
+            return cleaned
         empty = (~alive).nonzero().flatten().tolist()
         if self.on_empty_row == "error" or raw is None:
             culprit = self.emptied_by(raw, ctx, empty) if raw is not None else "the pipeline"
             raise EmptyRowError(f"rows {empty} have no token left after {culprit}")
+        clean_raw = raw.nan_to_num(nan=NEG_INF, posinf=float(torch.finfo(raw.dtype).max), neginf=NEG_INF)
+        hopeless = [row for row in empty if not bool(_alive(clean_raw[row]))]
+        if hopeless:
+            raise EmptyRowError(f"rows {hopeless} have no finite logits from the model: no top token to fall back on")
         log.debug("rows %s have no token left; keeping the model's top token", empty)
-        fallback = torch.full_like(processed, float("-inf"))
-        clean_raw = torch.nan_to_num(raw.to(processed.dtype), nan=float("-inf"))
+        fallback = torch.full_like(cleaned, NEG_INF)
         fallback.scatter_(-1, clean_raw.argmax(dim=-1, keepdim=True), 0.0)
-        return torch.where(alive.unsqueeze(-1), processed, fallback)
+        return torch.where(alive.unsqueeze(-1), cleaned, fallback)
 
     def emptied_by(self, raw: torch.Tensor, ctx: StepContext, rows: list[int]) -> str:
-        """The first processor after which any of ``rows`` had no finite score (a diagnostic replay)."""
+        """The first processor after which any of ``rows`` had no score left (a diagnostic replay)."""
         scores = raw
+        if not bool(_alive(scores[rows]).all()):
+            return "the model (no finite logits)"
         for processor in self.processors:
             scores = processor.apply(scores, ctx)
-            if not bool(torch.isfinite(scores[rows]).any(dim=-1).all()):
+            if not bool(_alive(scores[rows]).all()):
                 return f"processor {processor.name!r} (stage {stage_label(processor.stage)})"
-        return "the model (no finite logits)"
+        return "the pipeline"
 
     def next_tokens(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Run the logits stages, then the selector: one token id per row."""
