@@ -20,6 +20,24 @@ def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProce
     )
 
 
+def private_env(venv: Path) -> Path:
+    """A venv that also sees this environment's packages, so installing into it never leaks into other tests.
+
+    ``--system-site-packages`` would reach the base interpreter, not an enclosing venv (as in CI),
+    so a .pth file adds this environment's site directories, editable installs included.
+    """
+    created = run(sys.executable, "-m", "venv", "--without-pip", venv)
+    assert created.returncode == 0, created.stderr
+    python = venv / "bin" / "python"
+    purelib = run(
+        python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    ).stdout.strip()
+    outer = [p for p in sys.path if p.endswith("site-packages")]
+    lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in outer)
+    (Path(purelib) / "_enclosing_env.pth").write_text(lines, encoding="utf-8")
+    return python
+
+
 def test_new_plugin_installs_and_passes_its_own_tests(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -32,11 +50,7 @@ def test_new_plugin_installs_and_passes_its_own_tests(
         '[project.entry-points.logitkit]\ndemo = "logitkit_demo"'
         in (package / "pyproject.toml").read_text()
     )
-    # A private environment that sees this one's packages: the install never leaks into other tests.
-    venv = tmp_path / "venv"
-    created = run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv)
-    assert created.returncode == 0, created.stderr
-    python = venv / "bin" / "python"
+    python = private_env(tmp_path / "venv")
     pip = (sys.executable, "-m", "pip", "--python", python)
     installed = run(*pip, "install", "--no-deps", "--no-build-isolation", "-e", package)
     assert installed.returncode == 0, installed.stderr
