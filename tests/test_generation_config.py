@@ -216,3 +216,18 @@ def test_guidance_runs_first_with_the_model_from_the_context(model: GPT2LMHeadMo
     # use_cache is explicit: generate() fills it in, and a bare _get_logits_processor call would pass None.
     gc = GenerationConfig(guidance_scale=1.5, repetition_penalty=1.3, do_sample=True, temperature=0.7, use_cache=True)
     run_both(model, gc, steps=4, batch=1)
+
+
+def test_inside_generate_the_pipeline_gives_transformers_tokens(model: GPT2LMHeadModel) -> None:
+    """Greedy decoding: generate() with logitkit's pipeline equals generate() with transformers' own processors."""
+    settings = {"repetition_penalty": 1.5, "no_repeat_ngram_size": 2, "bad_words_ids": [[3, 4]], "min_new_tokens": 4,
+                "suppress_tokens": [7], "sequence_bias": [[[9], 1.0]]}  # fmt: skip
+    ids = torch.randint(0, VOCAB, (3, 6), generator=torch.Generator().manual_seed(11))
+    common = {"max_new_tokens": 12, "do_sample": False, "eos_token_id": 2, "pad_token_id": 0}
+    theirs = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=GenerationConfig(**common, **settings))
+    pipe = Pipeline.from_generation_config({**common, **settings}, input_ids_seq_length=ids.shape[1])
+    ours = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=GenerationConfig(**common),
+                          logits_processor=pipe.as_hf())  # fmt: skip
+    assert torch.equal(ours, theirs)
+    plain = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=GenerationConfig(**common))
+    assert not torch.equal(plain, theirs), "the processors changed nothing; the test would prove nothing"
