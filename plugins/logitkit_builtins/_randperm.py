@@ -17,6 +17,7 @@ two pieces, both written here with int64 tensors:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 _N = 624
@@ -30,12 +31,23 @@ MAX_N = _MASK32 // 20
 
 
 def _seeded_states(seeds: torch.Tensor) -> torch.Tensor:
-    """MT19937 state words ``[rows, 624]`` after ``manual_seed``; only the low 32 bits of a seed count."""
-    words = [seeds.to(torch.int64) & _MASK32]
-    for j in range(1, _N):
-        prev = words[-1]
-        words.append((1812433253 * (prev ^ (prev >> 30)) + j) & _MASK32)
-    return torch.stack(words, dim=-1)
+    """MT19937 state words ``[rows, 624]`` after ``manual_seed``; only the low 32 bits of a seed count.
+
+    The 623-step recurrence runs in numpy uint32 (wrapping is the arithmetic we
+    want, and small numpy ops cost a fraction of a torch dispatch); the words
+    then move to the seeds' device.
+    """
+    words = np.empty((_N, seeds.shape[0]), dtype=np.uint32)
+    words[0] = (seeds.detach().cpu().numpy().astype(np.int64) & _MASK32).astype(np.uint32)
+    factor = np.uint32(1812433253)
+    scratch = np.empty_like(words[0])
+    with np.errstate(over="ignore"):
+        for j in range(1, _N):
+            np.right_shift(words[j - 1], 30, out=scratch)
+            np.bitwise_xor(words[j - 1], scratch, out=scratch)
+            np.multiply(scratch, factor, out=scratch)
+            np.add(scratch, np.uint32(j), out=words[j])
+    return torch.from_numpy(words.T.astype(np.int64)).to(seeds.device)
 
 
 def _twist(state: torch.Tensor) -> torch.Tensor:
