@@ -155,11 +155,16 @@ def _check_kept(
 
 
 def _check_argmax(scores: torch.Tensor, out: torch.Tensor, name: str, case: StepCase) -> None:
-    has_finite = torch.isfinite(scores).any(dim=-1)
-    top_in = scores.float().nan_to_num(nan=float("-inf")).argmax(dim=-1, keepdim=True)
-    kept_top = out.gather(-1, top_in).squeeze(-1)
-    best_out = out.nan_to_num(nan=float("-inf")).amax(dim=-1)
-    lost = (has_finite & (kept_top < best_out)).nonzero().flatten().tolist()
+    """Some token tied for the top input score must still hold the top output score.
+
+    Ties at the top, and low-precision rounding that makes two outputs equal, are allowed.
+    """
+    clean_in = scores.float().nan_to_num(nan=float("-inf"))
+    clean_out = out.float().nan_to_num(nan=float("-inf"))
+    has_finite = torch.isfinite(clean_in).any(dim=-1)
+    top_in = clean_in == clean_in.amax(dim=-1, keepdim=True)
+    top_out = clean_out == clean_out.amax(dim=-1, keepdim=True)
+    lost = (has_finite & ~(top_in & top_out).any(dim=-1)).nonzero().flatten().tolist()
     if lost:
         raise _fail(name, f"declares argmax_invariant but moved the top token in rows {lost}", case)
 
