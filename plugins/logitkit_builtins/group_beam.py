@@ -7,7 +7,9 @@ times the number of beams of earlier groups (same prompt) that picked it at
 this step (Hamming diversity; applied before the pipeline's processors, as
 4.x put it first in the processor list). Each group keeps its own finished
 hypotheses with 4.x's ``BeamHypotheses`` rules; at the end the best
-``num_return_sequences`` across all groups are returned.
+``num_return_sequences`` across all groups are returned. Unlike 4.x, a
+finished sequence keeps the eos token it ended with (4.x wrote the first eos
+id in its place), and rows are filled as transformers v5's beam search does.
 """
 
 from __future__ import annotations
@@ -167,7 +169,9 @@ def _choose(
             if token in eos:
                 if rank >= group_size:
                     continue
-                hyps[key].add(group_ids[row].clone(), score, cur_len - prompt_length, "eos")
+                # Keep the eos token itself (4.x dropped it and wrote eos_token_id[0] in finalize).
+                finished = torch.cat([group_ids[row], group_ids.new_tensor([token])])
+                hyps[key].add(finished, score, cur_len - prompt_length, "eos")
             else:
                 next_scores[b, kept], next_tokens[b, kept], next_rows[b, kept] = score, token, row
                 kept += 1
@@ -203,12 +207,11 @@ def _finalize(
         ranked = sorted(candidates, key=lambda x: x[0])
         chosen.extend(ranked.pop() for _ in range(keep))
     lengths = [len(seq) for _, seq, _ in chosen]
-    width = min(max(lengths) + 1, job.max_length)
-    out = input_ids.new_full((len(chosen), width), job.pad)
-    for i, (_, seq, reason) in enumerate(chosen):
+    # Shorter rows are filled like transformers v5's beam search fills them.
+    fill = (job.pad or job.eos[0]) if job.eos else job.pad
+    out = input_ids.new_full((len(chosen), min(max(lengths), job.max_length)), fill)
+    for i, (_, seq, _) in enumerate(chosen):
         out[i, : len(seq)] = seq
-        if len(seq) < width and job.eos and reason == "eos":
-            out[i, len(seq)] = job.eos[0]
     return GenerationOutput(
         sequences=out,
         finish_reasons=[reason for _, _, reason in chosen],
