@@ -21,6 +21,8 @@ HELP = "Generate text with a config's pipeline on the demo model (or --model PAT
 #: Without --config or --preset: the source document's combined example.
 DEFAULT_PRESET = "combined"
 DEFAULT_MAX_NEW_TOKENS = 64
+#: Below this size the decoding loop runs on one CPU thread (see ``run``).
+SMALL_MODEL_PARAMETERS = 50_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     model = load_model(args.model)
     codec = load_codec(args.model)
+    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
+        # One token at a time through a tiny model: thread hand-offs cost more than they save.
+        torch.set_num_threads(1)
     vocab_size = int(model.get_output_embeddings().weight.shape[0])
     resolved = with_model_tokens(resolved, codec.eos_ids, vocab_size)
     seed = args.seed if args.seed is not None else resolved.generation.seed
