@@ -20,21 +20,23 @@ The view is exact, not approximate:
   order of transformers' ascending stable sort, read backwards). A full sort
   and a ``topk`` followed by a small re-sort give the same order on the
   positions a partial view is sure of.
-- A partial view (``complete=False``) is sure of its first ``certain``
-  positions: every token strictly above its smallest score. After each
-  truncating processor the runner checks that the first uncertain position of
-  every row was dropped. If so, everything beyond the view is dropped as well
-  and the view becomes complete; if not, the view grows (4x) and the run starts
-  again, ending in a full sort at worst.
-- Statistics (log-normaliser, entropy) are computed in float64: from the dense
-  row while the view is partial, from the view once it holds every finite
-  token.
+- A partial view (``complete=False``) names, per row, the position whose
+  drop proves the rest of the row is dropped too: with ``topk(k + 1)`` (a
+  top_k or top_h cap) the first position not strictly above the view's lowest
+  score; with "every token within ``span`` of the best score" (no cap) the
+  last candidate. After each truncating processor the runner checks that
+  position. If it is dropped everywhere the view becomes complete; if not, a
+  larger view is tried (4x the candidates, or spans of 8, 16, 32 logits), the
+  last resort being one full sort.
+- Statistics (log-normaliser, entropy) are float64 sums of fp32 terms, taken
+  from the dense row while the view is partial and from the view once it
+  holds every surviving token, so both paths agree to ~1e-15.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -46,15 +48,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("logitkit.fastpath")
 
 NEG_INF = float("-inf")
-#: First size of a partial view when no processor asks for more.
-INITIAL_VIEW = 64
+#: Logit spans below the row's best score tried, in turn, for a partial view without a cap.
+SPANS = (8.0, 16.0, 32.0)
 #: A view this large a fraction of the vocabulary is built by a full sort instead.
 FULL_SORT_FRACTION = 0.25
 
 
 def log_normalizer(scores: torch.Tensor) -> torch.Tensor:
-    """``logsumexp`` of each row in float64 ([batch]); -inf for rows with no finite score."""
-    return torch.logsumexp(scores.to(torch.float64), dim=-1)
+    """log Σ exp(scores) per row, float64 [batch]; -inf for rows with no finite score.
+
+    The terms are fp32 (one cheap pass) and the sum is float64, so the result
+    hardly depends on the order of the terms: a sorted view and the dense row
+    give the same normaliser to ~1e-15.
+    """
+    top = scores.amax(dim=-1, keepdim=True).float()
+    safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    terms = torch.exp(scores.float() - safe_top)
+    total = terms.sum(dim=-1, dtype=torch.float64)
+    return safe_top.squeeze(-1).double() + total.log()
 
 
 def entropy(scores: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
@@ -62,6 +73,25 @@ def entropy(scores: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     logp = scores.to(torch.float64) - lse.unsqueeze(-1)
     p = logp.exp()
     return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(dim=-1)
+
+
+class RowStats:
+    """Statistics of a dense row, computed once and shared by every attempt on it."""
+
+    def __init__(self, scores: torch.Tensor) -> None:
+        self.scores = scores
+        self._lse: torch.Tensor | None = None
+        self._entropy: torch.Tensor | None = None
+
+    def log_normalizer(self) -> torch.Tensor:
+        if self._lse is None:
+            self._lse = log_normalizer(self.scores)
+        return self._lse
+
+    def entropy(self) -> torch.Tensor:
+        if self._entropy is None:
+            self._entropy = entropy(self.scores, self.log_normalizer())
+        return self._entropy
 
 
 def canonical_order(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,39 +108,74 @@ class CandidateView:
     """The top candidates of each row, in canonical order (score desc, token id desc).
 
     ``values`` are the current scores ([batch, m], the scores' dtype; dropped
-    tokens are -inf), ``token_ids`` their vocabulary ids. When ``complete`` is
-    False the view is partial: tokens outside it keep their dense scores, and
-    only the first ``certain[row]`` positions are known to be in canonical
-    order. ``dense`` is the dense row the view was cut from, for statistics.
+    tokens are -inf), ``token_ids`` their vocabulary ids. Rows with fewer
+    candidates than ``m`` are padded with -inf. When ``complete`` is False the
+    view is partial: tokens outside it keep their dense scores, and the
+    processors' decision is exact for the whole row only if position
+    ``check_at[row]`` ends up dropped. ``stats`` are the dense row's
+    statistics while they still describe the view's row.
     """
 
     values: torch.Tensor
     token_ids: torch.Tensor
     vocab_size: int
     complete: bool
-    certain: torch.Tensor
-    dense: torch.Tensor | None = None
+    check_at: torch.Tensor
+    stats: RowStats | None = None
 
     # -- construction ------------------------------------------------------------------
 
     @classmethod
-    def full(cls, scores: torch.Tensor) -> CandidateView:
+    def full(cls, scores: torch.Tensor, stats: RowStats | None = None) -> CandidateView:
         """Every token of every row, by one stable sort: the dense path's view."""
         ascending, order = torch.sort(scores, dim=-1, stable=True)
         values, ids = ascending.flip(-1), order.flip(-1)
-        m = scores.shape[-1]
-        certain = torch.full((scores.shape[0],), m, dtype=torch.int64, device=scores.device)
-        return cls(values, ids, m, True, certain, None)
+        check_at = torch.zeros(scores.shape[0], dtype=torch.int64, device=scores.device)
+        return cls(values, ids, scores.shape[-1], True, check_at, stats or RowStats(scores))
 
     @classmethod
-    def top(cls, scores: torch.Tensor, m: int) -> CandidateView:
-        """The ``m`` highest scores of each row (a full sort when ``m`` nears the vocabulary)."""
+    def top(cls, scores: torch.Tensor, m: int, stats: RowStats | None = None) -> CandidateView:
+        """The ``m`` highest scores of each row (a full sort when ``m`` nears the vocabulary).
+
+        Only tokens strictly above the view's lowest score are sure to be the
+        row's best; the first position that is not sure must be dropped.
+        """
         vocab = scores.shape[-1]
-        if m >= vocab * FULL_SORT_FRACTION or m >= vocab:
-            return cls.full(scores)
+        if m >= vocab * FULL_SORT_FRACTION:
+            return cls.full(scores, stats)
         values, ids = canonical_order(*torch.topk(scores, m, dim=-1, sorted=True))
-        certain = (values > values[:, -1:]).sum(dim=-1)
-        return cls(values, ids, vocab, False, certain, scores)
+        check_at = (values > values[:, -1:]).sum(dim=-1)
+        return cls(values, ids, vocab, False, check_at, stats or RowStats(scores))
+
+    @classmethod
+    def above(
+        cls, scores: torch.Tensor, span: float, stats: RowStats | None = None
+    ) -> CandidateView | None:
+        """Every token within ``span`` of its row's best score, or None when that is too many.
+
+        No token outside scores as high as one inside, so every position is
+        sure and the last real candidate is the one that must be dropped.
+        """
+        vocab = scores.shape[-1]
+        threshold = scores.amax(dim=-1, keepdim=True) - span
+        inside = scores >= threshold
+        counts = inside.sum(dim=-1)
+        width = int(counts.max())
+        if width >= vocab * FULL_SORT_FRACTION or not bool(torch.isfinite(threshold).all()):
+            return None
+        rows, cols = inside.nonzero(as_tuple=True)
+        starts = counts.cumsum(0) - counts
+        slots = torch.arange(rows.shape[0], device=scores.device) - starts[rows]
+        values = torch.full(
+            (scores.shape[0], width), NEG_INF, dtype=scores.dtype, device=scores.device
+        )
+        values[rows, slots] = scores[rows, cols]
+        # Padding ids repeat a real candidate of the row; densify takes the max, so -inf never wins.
+        ids = torch.zeros((scores.shape[0], width), dtype=torch.int64, device=scores.device)
+        ids += cols[starts].unsqueeze(-1)
+        ids[rows, slots] = cols
+        values, ids = canonical_order(values, ids)
+        return cls(values, ids, vocab, False, counts - 1, stats or RowStats(scores))
 
     # -- what processors read ------------------------------------------------------------
 
@@ -120,11 +185,11 @@ class CandidateView:
 
     def log_normalizer(self) -> torch.Tensor:
         """log of the row's total probability mass, float64 [batch]."""
-        if self.complete:
-            return log_normalizer(self.values)
-        if self.dense is None:
+        if self.stats is not None:
+            return self.stats.log_normalizer()
+        if not self.complete:
             raise RuntimeError("a partial view whose scores were rescaled has no row statistics")
-        return log_normalizer(self.dense)
+        return log_normalizer(self.values)
 
     def log_probs(self) -> torch.Tensor:
         """log-probabilities of the view's tokens under the whole row, float64 [batch, m]."""
@@ -132,11 +197,11 @@ class CandidateView:
 
     def entropy(self) -> torch.Tensor:
         """Entropy of the whole row's distribution, float64 [batch]."""
-        if self.complete:
-            return entropy(self.values, log_normalizer(self.values))
-        if self.dense is None:
+        if self.stats is not None:
+            return self.stats.entropy()
+        if not self.complete:
             raise RuntimeError("a partial view whose scores were rescaled has no row statistics")
-        return entropy(self.dense, log_normalizer(self.dense))
+        return entropy(self.values, log_normalizer(self.values))
 
     def top_n_values(self, n: int) -> torch.Tensor:
         """The n-th highest value of each row ([batch, 1]); -inf when the view is shorter."""
@@ -152,45 +217,39 @@ class CandidateView:
     # -- what processors return ----------------------------------------------------------
 
     def keep(self, mask: torch.Tensor) -> CandidateView:
-        """A view with every position outside ``mask`` set to -inf."""
-        return replace(self, values=self.values.masked_fill(~mask, NEG_INF))
+        """A view with every position outside ``mask`` set to -inf; the row statistics no longer apply."""
+        values = self.values.masked_fill(~mask, NEG_INF)
+        # A partial view keeps its statistics: the runner completes it or starts over.
+        return replace(self, values=values, stats=self.stats if not self.complete else None)
 
     def rescaled(self, values: torch.Tensor) -> CandidateView:
         """A view with new values from an order-preserving elementwise change (e.g. temperature).
 
         Rounding can turn distinct scores into ties, so the canonical order and
-        the sure prefix are recomputed. A partial view's dense row no longer
-        matches its values, so it loses its statistics.
+        the sure prefix are recomputed. The dense row's statistics no longer apply.
         """
         values, ids = canonical_order(values, self.token_ids)
-        certain = self.certain if self.complete else (values > values[:, -1:]).sum(dim=-1)
-        return replace(
-            self,
-            values=values,
-            token_ids=ids,
-            certain=certain,
-            dense=self.dense if self.complete else None,
-        )
+        check_at = self.check_at if self.complete else (values > values[:, -1:]).sum(dim=-1)
+        return replace(self, values=values, token_ids=ids, check_at=check_at, stats=None)
 
     # -- leaving the view ----------------------------------------------------------------
 
     def settled(self) -> torch.Tensor:
-        """Bool [batch]: rows whose first uncertain position is dropped (so the whole tail is)."""
+        """Bool [batch]: rows whose deciding position is dropped (so the whole tail is)."""
         if self.complete:
-            return torch.ones_like(self.certain, dtype=torch.bool)
-        at = self.certain.clamp(max=self.width - 1).unsqueeze(-1)
+            return torch.ones_like(self.check_at, dtype=torch.bool)
+        at = self.check_at.clamp(max=self.width - 1).unsqueeze(-1)
         return self.values.gather(-1, at).squeeze(-1) == NEG_INF
 
     def completed(self) -> CandidateView:
-        certain = torch.full_like(self.certain, self.width)
-        return replace(self, complete=True, certain=certain, dense=None)
+        return replace(self, complete=True, stats=None)
 
     def densify(self, like: torch.Tensor) -> torch.Tensor:
         """Dense scores shaped like ``like``: the view's values, -inf everywhere else."""
         if not self.complete:
             raise RuntimeError("only a complete view can be made dense")
         out = torch.full_like(like, NEG_INF)
-        return out.scatter(-1, self.token_ids, self.values.to(like.dtype))
+        return out.scatter_reduce(-1, self.token_ids, self.values.to(like.dtype), reduce="amax")
 
     def alive(self) -> torch.Tensor:
         """Bool [batch]: rows that still have a token to pick."""
@@ -223,15 +282,30 @@ def fused_runs(processors: Sequence[Processor]) -> list[tuple[int, int]]:
     return runs
 
 
-def _view_size_hint(processors: Sequence[Processor], vocab: int, capped: bool) -> int:
-    # One past a cap (top_k's k) shows whether a tie crosses the edge.
-    sizes = [int(s) + 1 for p in processors if (s := _candidates_of(p, vocab)) is not None]
-    return max(sizes) if capped else max([INITIAL_VIEW, *sizes])
-
-
-def _candidates_of(processor: Processor, vocab: int) -> int | None:
+def _cap_of(processor: Processor, vocab: int) -> int | None:
     hint = getattr(processor, "fused_candidates", None)
     return hint(vocab) if hint is not None else None
+
+
+def _views(
+    scores: torch.Tensor, chain: Sequence[Processor], capped: bool
+) -> Iterator[CandidateView]:
+    """Ever larger views of ``scores``, ending with the full sort."""
+    vocab = scores.shape[-1]
+    stats = RowStats(scores)
+    if capped:
+        # One past the largest cap (top_k's k) shows whether a tie crosses the edge.
+        m = max(int(c) + 1 for p in chain if (c := _cap_of(p, vocab)) is not None)
+        while m < vocab * FULL_SORT_FRACTION:
+            yield CandidateView.top(scores, m, stats)
+            m *= 4
+    elif not getattr(chain[0], "needs_complete_view", False):
+        for span in SPANS:
+            view = CandidateView.above(scores, span, stats)
+            if view is None:
+                break
+            yield view
+    yield CandidateView.full(scores, stats)
 
 
 def run_fused(
@@ -241,25 +315,19 @@ def run_fused(
     vocab = scores.shape[-1]
     first = next(i for i, p in enumerate(processors) if fused_kind(p) == "truncate")
     head, body = list(processors[:first]), list(processors[first:])
-    capped = _candidates_of(body[0], vocab) is not None
+    capped = _cap_of(body[0], vocab) is not None
     if not capped:
         # The first truncation needs row statistics: apply the scaling head densely.
         for processor in head:
             scores = processor.apply(scores, ctx)
         head = []
     chain = head + body
-    # Only the first truncation can meet a partial view: each one either completes it or fails.
-    m = (
-        vocab
-        if getattr(body[0], "needs_complete_view", False)
-        else _view_size_hint(chain, vocab, capped)
-    )
-    while True:
-        view = _attempt(chain, CandidateView.top(scores, min(m, vocab)), ctx)
-        if view is not None:
-            return view
-        m *= 4
-        log.debug("candidate view too small; growing to %d", m)
+    for view in _views(scores, chain, capped):
+        result = _attempt(chain, view, ctx)
+        if result is not None:
+            return result
+        log.debug("candidate view of %d too small; growing", view.width)
+    raise AssertionError("a full view always settles")
 
 
 def _attempt(
