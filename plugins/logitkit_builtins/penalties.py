@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, NonNegativeInt
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
@@ -15,14 +14,22 @@ from logitkit_builtins._tokens import encoder_ids
 def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
     """Divide positive scores of ``ids`` by ``penalty`` and multiply negative ones, once per token.
 
-    ``ids`` equal to the vocab size land in a spare column that is dropped, so
-    ignored positions and out-of-vocab ids cost no host-side filtering.
+    ``ids`` equal to the vocab size are ignored positions or out-of-vocab ids.
+    They borrow a real id of their row, so every write to a token carries the
+    same value and one out-of-place scatter (a single pass over the scores)
+    does the job, with no host-side filtering.
     """
     vocab = scores.shape[-1]
-    padded = F.pad(scores, (0, 1))
-    picked = padded.gather(1, ids)
-    picked = torch.where(picked < 0, picked * penalty, picked / penalty)
-    return padded.scatter(1, ids, picked)[:, :vocab]
+    valid = ids < vocab
+    positions = torch.arange(ids.shape[1], device=ids.device)
+    last_valid = torch.where(valid, positions, -1).amax(dim=1, keepdim=True)
+    has_valid = last_valid >= 0
+    borrowed = ids.gather(1, last_valid.clamp(min=0)).clamp(max=vocab - 1)
+    safe = torch.where(valid, ids, borrowed)
+    picked = scores.gather(1, safe)
+    penalized = torch.where(picked < 0, picked * penalty, picked / penalty)
+    # A row with nothing to penalize writes its own scores back.
+    return scores.scatter(1, safe, torch.where(has_valid, penalized, picked))
 
 
 class RepetitionPenaltyConfig(ProcessorConfig):

@@ -158,6 +158,8 @@ class TypicalP(TruncationProcessor):
     priority = 50
     Config = TypicalPConfig
     needs_complete_view = True
+    # The most likely token can be far from the entropy and get dropped (transformers does the same).
+    argmax_invariant = False
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.typical_p >= 1.0:
