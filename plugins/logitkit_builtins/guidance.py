@@ -69,11 +69,14 @@ class Guidance(Processor):
         config: GuidanceConfig = self.config  # type: ignore[assignment]
         conditional = torch.nn.functional.log_softmax(scores, dim=-1)
         if config.guidance_scale == 1:
-            return conditional
-        logits = self._unconditional_logits(ctx)
-        unconditional = torch.nn.functional.log_softmax(logits[:, -1], dim=-1)
-        mixed = config.guidance_scale * (conditional - unconditional) + unconditional
-        return mixed.to(scores.dtype)
+            mixed = conditional
+        else:
+            logits = self._unconditional_logits(ctx)
+            unconditional = torch.nn.functional.log_softmax(logits[:, -1], dim=-1)
+            mixed = config.guidance_scale * (conditional - unconditional) + unconditional
+        # A token the model ruled out (-inf) stays out: scale 0 would give 0 * -inf = NaN, and a
+        # row with nothing left would give NaN everywhere.
+        return mixed.masked_fill(torch.isneginf(scores), float("-inf")).to(scores.dtype)
 
     def _unconditional_logits(self, ctx: StepContext) -> torch.Tensor:
         model = ctx.model

@@ -17,7 +17,9 @@ finite score, not modify its inputs, and treat rows independently.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import torch
@@ -38,6 +40,8 @@ class ContractViolation(AssertionError):
 
 Factory = Callable[[], Any]
 
+_STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepContext))
+
 
 def factory_for(
     target: type | Processor | Selector,
@@ -55,14 +59,26 @@ def factory_for(
     return lambda: cls(model, settings_)
 
 
-def context_for(case: StepCase, rows: slice | None = None) -> StepContext:
+def context_for(
+    case: StepCase, rows: slice | None = None, context: Mapping[str, Any] | None = None
+) -> StepContext:
+    """The step context for ``case`` (or some of its rows).
+
+    ``context`` adds what a processor needs beyond the case (``model``, ``tokenizer``,
+    ``tokens``, ...): StepContext fields by name, any other key into ``ctx.extra``.
+    Its values are shared by every row, so they must not be per-row tensors.
+    """
     rows = rows or slice(None)
     ids = case.input_ids[rows]
+    fields = dict(context or {})
+    extra = {k: fields.pop(k) for k in list(fields) if k not in _STEP_FIELDS}
     return StepContext(
         input_ids=ids,
         prompt_length=case.prompt_length,
         step=int(ids.shape[-1]) - case.prompt_length,
         seeds=case.seeds[rows],
+        **fields,
+        extra=extra,
     )
 
 
@@ -95,12 +111,14 @@ def _fail(name: str, rule: str, case: StepCase) -> ContractViolation:
     )
 
 
-def check_processor_case(make: Factory, case: StepCase) -> torch.Tensor:
+def check_processor_case(
+    make: Factory, case: StepCase, context: Mapping[str, Any] | None = None
+) -> torch.Tensor:
     """Check every processor rule on one case; returns the processor's output."""
     processor = make()
     name = f"processor {getattr(processor, 'name', type(processor).__name__)!r}"
     scores, ids = case.scores.clone(), case.input_ids.clone()
-    ctx = context_for(case)
+    ctx = context_for(case, context=context)
     out = processor.apply(scores, ctx)
     if not _same(scores, case.scores):
         raise _fail(name, "modified its input scores", case)
@@ -116,19 +134,25 @@ def check_processor_case(make: Factory, case: StepCase) -> torch.Tensor:
         )
     if not bool(torch.isnan(scores).any()) and bool(torch.isnan(out).any()):
         raise _fail(name, "produced NaN from NaN-free scores", case)
-    _check_rows(make, case, out, name)
+    _check_rows(make, case, out, name, context)
     _check_kept(processor, scores, out, name, case)
     if getattr(processor, "argmax_invariant", False):
         _check_argmax(scores, out, name, case)
     return out
 
 
-def _check_rows(make: Factory, case: StepCase, out: torch.Tensor, name: str) -> None:
+def _check_rows(
+    make: Factory,
+    case: StepCase,
+    out: torch.Tensor,
+    name: str,
+    context: Mapping[str, Any] | None = None,
+) -> None:
     if case.batch_size == 1:
         return
     for row in range(case.batch_size):
         alone = make().apply(
-            case.scores[row : row + 1].clone(), context_for(case, slice(row, row + 1))
+            case.scores[row : row + 1].clone(), context_for(case, slice(row, row + 1), context)
         )
         if not _close(alone[0], out[row]):
             raise _fail(name, f"row {row} differs when run alone: rows are not independent", case)
@@ -169,12 +193,14 @@ def _check_argmax(scores: torch.Tensor, out: torch.Tensor, name: str, case: Step
         raise _fail(name, f"declares argmax_invariant but moved the top token in rows {lost}", case)
 
 
-def check_selector_case(make: Factory, case: StepCase) -> torch.Tensor:
+def check_selector_case(
+    make: Factory, case: StepCase, context: Mapping[str, Any] | None = None
+) -> torch.Tensor:
     """Check the selector rules on one case; returns the chosen token ids."""
     selector = make()
     name = f"selector {getattr(selector, 'name', type(selector).__name__)!r}"
     scores, ids = case.scores.clone(), case.input_ids.clone()
-    ctx = context_for(case)
+    ctx = context_for(case, context=context)
     chosen = selector.select(scores, ctx)
     if not _same(scores, case.scores) or not torch.equal(ctx.input_ids, ids):
         raise _fail(name, "modified its inputs", case)
@@ -194,7 +220,7 @@ def check_selector_case(make: Factory, case: StepCase) -> torch.Tensor:
     selector.accept(chosen)
     for row in range(case.batch_size if case.batch_size > 1 else 0):
         alone = make().select(
-            case.scores[row : row + 1].clone(), context_for(case, slice(row, row + 1))
+            case.scores[row : row + 1].clone(), context_for(case, slice(row, row + 1), context)
         )
         if int(alone[0]) != int(chosen[row]):
             raise _fail(
@@ -245,6 +271,7 @@ def check_processor_contract(
     batch: tuple[int, int] = (1, 4),
     length: tuple[int, int] = (1, 16),
     shrink: bool = True,
+    context: Mapping[str, Any] | None = None,
 ) -> None:
     """Check a processor class (built from ``config``) or instance against the contract on generated inputs.
 
@@ -252,8 +279,10 @@ def check_processor_contract(
     hypothesis shrinks the failing input first. Per-row seeds are always given, so
     random processors must key their randomness on ``ctx.seeds`` to pass the row rule.
     ``shrink=False`` skips hypothesis' shrinking (faster, a less minimal failing input).
+    ``context`` gives what the processor reads besides the case (e.g. ``{"model": fake}``);
+    see ``context_for``.
     """
-    _run(check_processor_case, factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
+    _run(partial(check_processor_case, context=context), factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
          vocab=vocab, batch=batch, length=length, shrink=shrink)  # fmt: skip
 
 
@@ -268,7 +297,8 @@ def check_selector_contract(
     batch: tuple[int, int] = (1, 4),
     length: tuple[int, int] = (1, 16),
     shrink: bool = True,
+    context: Mapping[str, Any] | None = None,
 ) -> None:
     """Check a selector class or instance against the selector contract on generated inputs."""
-    _run(check_selector_case, factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
+    _run(partial(check_selector_case, context=context), factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
          vocab=vocab, batch=batch, length=length, shrink=shrink)  # fmt: skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from logitkit.processor import TokenSettings
 from logitkit.registry import Registry, build_registry
 from logitkit.testing.contract import (
     DEFAULT_EXAMPLES,
@@ -52,6 +53,8 @@ def contract_tests(
     *,
     skip: Iterable[str] = (),
     examples: int = DEFAULT_EXAMPLES,
+    tokens: TokenSettings | None = None,
+    context: Mapping[str, Any] | None = None,
 ) -> Callable[..., None]:
     """A pytest test, parametrized over every processor and selector that ``plugin`` registers.
 
@@ -61,7 +64,9 @@ def contract_tests(
 
     ``plugin`` is the entry-point name. ``configs`` gives example configs for processors
     whose defaults do not exercise them (a list runs each one); the others are built from
-    their ``Config()`` defaults. ``skip`` names entries to leave out. When the plugin
+    their ``Config()`` defaults. ``skip`` names entries to leave out. ``tokens`` (the
+    config's ``tokens:`` section) and ``context`` (e.g. ``{"model": fake_model}``) reach
+    every check. When the plugin
     registers nothing (not installed, or failed to load), the test fails and says so.
     """
     import pytest
@@ -92,6 +97,6 @@ def contract_tests(
         if cls is None:
             pytest.fail(reason)
         check = check_processor_contract if kind == "processor" else check_selector_contract
-        check(cls, config, examples=examples)
+        check(cls, config, examples=examples, tokens=tokens, context=context)
 
     return test_contract  # type: ignore[no-any-return]  # pytest's decorator is untyped
