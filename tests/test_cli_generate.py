@@ -21,7 +21,9 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_code_preset_completes_a_function(capsys):
-    code, out, err = run_cli(capsys, "def fibonacci(n):", "--preset", "code", "--max-new-tokens", "24")
+    code, out, err = run_cli(
+        capsys, "def fibonacci(n):", "--preset", "code", "--max-new-tokens", "24"
+    )
     assert code == 0
     assert out.startswith("def fibonacci(n):")
     completion = out[len("def fibonacci(n):") :]
@@ -42,10 +44,14 @@ def test_greedy_output_is_deterministic_and_seeded_sampling_repeats(capsys):
 
 def test_config_file_with_preset_flag_overrides(tmp_path, capsys):
     config = tmp_path / "gen.yaml"
-    config.write_text("preset: creative\nprocessors:\n  - temperature: 0.0\ngeneration:\n  max_new_tokens: 5\n")
+    config.write_text(
+        "preset: creative\nprocessors:\n  - temperature: 0.0\ngeneration:\n  max_new_tokens: 5\n"
+    )
     code, out, err = run_cli(capsys, "x = ", "--config", str(config))
     assert code == 0
-    assert SUMMARY.match(err.strip().splitlines()[-1]).group(1) == "5"  # the config's max_new_tokens
+    assert (
+        SUMMARY.match(err.strip().splitlines()[-1]).group(1) == "5"
+    )  # the config's max_new_tokens
     greedy = run_cli(capsys, "x = ", "--preset", "code", "-n", "5")[1]
     assert out == greedy  # temperature 0 from the file overrides the preset's 1.5
     # --preset replaces the file's preset; the file's own fields still win.
@@ -60,7 +66,9 @@ def test_any_local_model_folder(tmp_path, capsys):
                          num_attention_heads=2, num_key_value_heads=2, eos_token_id=0, bos_token_id=0)  # fmt: skip
     LlamaForCausalLM(config).save_pretrained(tmp_path)
     (tmp_path / "tokenizer.json").write_bytes((MODEL_DIR / "tokenizer.json").read_bytes())
-    code, out, err = run_cli(capsys, "def f():", "--model", str(tmp_path), "--preset", "code", "-n", "6")
+    code, out, err = run_cli(
+        capsys, "def f():", "--model", str(tmp_path), "--preset", "code", "-n", "6"
+    )
     assert code == 0
     assert out.startswith("def f():")
     assert SUMMARY.match(err.strip().splitlines()[-1])

@@ -42,7 +42,9 @@ def test_ships_config_weights_and_tokenizer_within_budget():
 def test_training_record_has_held_out_loss():
     record = json.loads((MODEL_DIR / "training.json").read_text())
     assert record["command"] == "python -m logitkit.demo.train"
-    assert 0 < record["metrics"]["held_out_loss"] < 8.3  # below a uniform guess over 4096 tokens (ln 4096)
+    assert (
+        0 < record["metrics"]["held_out_loss"] < 8.3
+    )  # below a uniform guess over 4096 tokens (ln 4096)
 
 
 def test_loads_offline_with_auto_model(monkeypatch, model):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -53,12 +54,14 @@ def test_survivor_counts_match_the_definitions(views):
 def test_entropy_mass_and_top_tokens(views):
     raw = views[0].probs.numpy()
     assert views[0].entropy == pytest.approx(float(-(raw * np.log(raw)).sum()))
-    for before, after in zip(views, views[1:], strict=False):
+    for before, after in itertools.pairwise(views):
         assert after.probs.sum().item() == pytest.approx(1.0)
         alive = after.probs > 0
         assert after.kept_mass == pytest.approx(before.probs[alive].sum().item())
         assert after.model_mass == pytest.approx(views[0].probs[alive].sum().item())
-        assert after.entropy <= before.entropy + 1e-9  # sharpening and truncation never add entropy here
+        assert (
+            after.entropy <= before.entropy + 1e-9
+        )  # sharpening and truncation never add entropy here
         ids = [t for t, _ in after.top]
         assert ids == torch.topk(after.probs, 5).indices.tolist()
     assert views[3].kept_mass >= 0.9  # top_p keeps at least p of what it receives

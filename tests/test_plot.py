@@ -28,7 +28,9 @@ def test_expected_size_is_1200_by_800():
 
 
 def test_temperature_writes_both_figures(tmp_path, capsys):
-    assert main(["plot", "temperature", "--values", "0.5", "1.0", "1.5", "--out", str(tmp_path)]) == 0
+    assert (
+        main(["plot", "temperature", "--values", "0.5", "1.0", "1.5", "--out", str(tmp_path)]) == 0
+    )
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == ["temperature_raw.png", "temperature_sorted.png"]
     for name in written:

@@ -39,7 +39,10 @@ def test_combined_preset_is_the_walkthrough(reg):
 
 
 def test_preset_fields_are_overridden_in_the_same_config(reg):
-    resolved = resolve({"preset": "combined", "processors": [{"top_p": 0.95}, {"name": "top_k", "top_k": 20}]}, registry=reg)
+    resolved = resolve(
+        {"preset": "combined", "processors": [{"top_p": 0.95}, {"name": "top_k", "top_k": 20}]},
+        registry=reg,
+    )
     fields = _fields(resolved)
     assert fields["top_p"]["top_p"] == 0.95
     assert fields["top_k"]["top_k"] == 20
@@ -50,13 +53,20 @@ def test_preset_override_from_a_yaml_file(reg, tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("preset: chat\nprocessors:\n  - temperature: 0.7\n  - top_k: 40\n")
     fields = _fields(resolve(path, registry=reg))
-    assert fields == {"temperature": {"temperature": 0.7}, "top_k": {"top_k": 40, "min_tokens_to_keep": 1}}
+    assert fields == {
+        "temperature": {"temperature": 0.7},
+        "top_k": {"top_k": 40, "min_tokens_to_keep": 1},
+    }
 
 
 def test_overridden_value_is_still_validated(reg):
     with pytest.raises(ConfigError) as info:
-        resolve({"preset": "combined", "processors": [{"top_p": 1.5}]}, source="mine.yaml", registry=reg)
-    assert [p.line() for p in info.value.problems] == ["mine.yaml: processors[2].top_p: must be > 0 and <= 1 (got 1.5)"]
+        resolve(
+            {"preset": "combined", "processors": [{"top_p": 1.5}]}, source="mine.yaml", registry=reg
+        )
+    assert [p.line() for p in info.value.problems] == [
+        "mine.yaml: processors[2].top_p: must be > 0 and <= 1 (got 1.5)"
+    ]
 
 
 def test_unknown_preset_suggests_the_close_name(reg):

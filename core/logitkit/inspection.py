@@ -66,7 +66,13 @@ class StageView:
 
 
 def _view(
-    label: str, stage: str, scores: torch.Tensor, before: torch.Tensor, raw: torch.Tensor, top: int, parameters: dict[str, Any]
+    label: str,
+    stage: str,
+    scores: torch.Tensor,
+    before: torch.Tensor,
+    raw: torch.Tensor,
+    top: int,
+    parameters: dict[str, Any],
 ) -> StageView:
     probs = probabilities(scores)
     alive = probs > 0
@@ -95,7 +101,9 @@ def stage_views(
     synthetic logits).
     """
     row = scores.reshape(1, -1)
-    ids = input_ids.reshape(1, -1) if input_ids is not None else torch.zeros((1, 1), dtype=torch.long)
+    ids = (
+        input_ids.reshape(1, -1) if input_ids is not None else torch.zeros((1, 1), dtype=torch.long)
+    )
     pipe.reset()
     ctx = pipe.step_context(ids)
     raw = probabilities(row[0])
@@ -104,7 +112,11 @@ def stage_views(
         before = views[-1].probs
         row = processor.apply(row, ctx)
         params = processor.config.model_dump()
-        views.append(_view(processor.name, stage_label(int(processor.stage)), row[0], before, raw, top, params))
+        views.append(
+            _view(
+                processor.name, stage_label(int(processor.stage)), row[0], before, raw, top, params
+            )
+        )
     return views
 
 
@@ -112,4 +124,5 @@ def next_token_logits(model: Any, input_ids: torch.Tensor) -> torch.Tensor:
     """The model's logits for the token after ``input_ids`` (one forward pass, float32)."""
     with torch.no_grad():
         out = model(input_ids=input_ids.reshape(1, -1))
-    return out.logits[0, -1].float()
+    logits: torch.Tensor = out.logits[0, -1].float()
+    return logits

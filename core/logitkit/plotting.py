@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -14,7 +15,7 @@ FIGSIZE = (12.0, 8.0)
 DPI = 100
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")  # files only: works on servers and CI without a display
@@ -23,7 +24,7 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
+def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)  # no bbox_inches="tight": the pixel size stays FIGSIZE * DPI
     _pyplot().close(fig)
@@ -31,7 +32,11 @@ def _save(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
 
 
 def temperature_raw(
-    logits: torch.Tensor, temperatures: Sequence[float], path: Path, title_suffix: str = "", shown: int | None = None
+    logits: torch.Tensor,
+    temperatures: Sequence[float],
+    path: Path,
+    title_suffix: str = "",
+    shown: int | None = None,
 ) -> Path:
     """Probability of each token, by token index, at each temperature (T = 1 dashed for reference).
 
@@ -62,7 +67,9 @@ def temperature_raw(
     return _save(fig, path)
 
 
-def temperature_sorted(logits: torch.Tensor, temperatures: Sequence[float], path: Path, title_suffix: str = "") -> Path:
+def temperature_sorted(
+    logits: torch.Tensor, temperatures: Sequence[float], path: Path, title_suffix: str = ""
+) -> Path:
     """Probabilities sorted from most to least likely, log scale: low T falls steeply, high T stays flat."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
@@ -79,11 +86,18 @@ def temperature_sorted(logits: torch.Tensor, temperatures: Sequence[float], path
     return _save(fig, path)
 
 
-def entropy_curve(logits: torch.Tensor, temperatures: Sequence[float], path: Path, title_suffix: str = "") -> Path:
+def entropy_curve(
+    logits: torch.Tensor, temperatures: Sequence[float], path: Path, title_suffix: str = ""
+) -> Path:
     """Entropy of softmax(z / T) against T, with the uniform distribution's log(V) as the ceiling."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.plot(list(temperatures), temperature_entropies(logits, temperatures), "-", label="H(softmax(z / T))")
+    ax.plot(
+        list(temperatures),
+        temperature_entropies(logits, temperatures),
+        "-",
+        label="H(softmax(z / T))",
+    )
     ceiling = float(torch.log(torch.tensor(float(len(logits)))))
     ax.axhline(ceiling, color="gray", linestyle=":", label=f"uniform: log V = {ceiling:.2f}")
     ax.set_title(f"Entropy rises with temperature{title_suffix}")
@@ -95,7 +109,9 @@ def entropy_curve(logits: torch.Tensor, temperatures: Sequence[float], path: Pat
     return _save(fig, path)
 
 
-def pipeline_stages(views: Sequence[StageView], path: Path, title_suffix: str = "", ranks: int = 100) -> Path:
+def pipeline_stages(
+    views: Sequence[StageView], path: Path, title_suffix: str = "", ranks: int = 100
+) -> Path:
     """The distribution after each stage, over the model's most likely tokens, in the model's rank order."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
@@ -104,7 +120,9 @@ def pipeline_stages(views: Sequence[StageView], path: Path, title_suffix: str = 
         name = "model" if view.label == "model" else f"{i}. {view.label} ({view.survivors} left)"
         ax.plot(view.probs[order].numpy(), "o-", markersize=3, alpha=0.7, label=name)
     ax.set_title(f"The next-token distribution after each stage{title_suffix}")
-    ax.set_xlabel(f"rank under the model (0 = most likely; the first {len(order)} shown; removed tokens drop to 0)")
+    ax.set_xlabel(
+        f"rank under the model (0 = most likely; the first {len(order)} shown; removed tokens drop to 0)"
+    )
     ax.set_ylabel("probability")
     ax.grid(True, alpha=0.3)
     ax.legend()

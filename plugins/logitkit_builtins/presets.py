@@ -14,14 +14,23 @@ from typing import Any
 #: name -> (processors, description)
 PRESETS: dict[str, tuple[list[Any], str]] = {
     # By task.
-    "code": ([{"temperature": 0.0}], "code and maths: temperature 0 (always the most likely token)"),
+    "code": (
+        [{"temperature": 0.0}],
+        "code and maths: temperature 0 (always the most likely token)",
+    ),
     "math": ([{"temperature": 0.0}], "maths problems: temperature 0, like code"),
-    "extraction": ([{"temperature": 1.0}], "data extraction and analysis: the model's own distribution (T 1.0)"),
+    "extraction": (
+        [{"temperature": 1.0}],
+        "data extraction and analysis: the model's own distribution (T 1.0)",
+    ),
     "chat": ([{"temperature": 1.3}], "general conversation: temperature 1.3"),
     "translation": ([{"temperature": 1.3}], "translation: temperature 1.3"),
     "creative": ([{"temperature": 1.5}], "creative writing and poetry: temperature 1.5"),
     # By the shape of the distribution.
-    "sharp": ([{"temperature": 0.1}], "a sharp peak, little variety (factual answers, code completion): T 0.1"),
+    "sharp": (
+        [{"temperature": 0.1}],
+        "a sharp peak, little variety (factual answers, code completion): T 0.1",
+    ),
     "balanced": ([{"temperature": 0.5}], "between determinism and variety: T 0.5"),
     "neutral": ([{"temperature": 1.0}], "the model's unchanged distribution: T 1.0"),
     "flat": ([{"temperature": 2.0}], "a flat distribution, much variety (stories): T 2.0"),

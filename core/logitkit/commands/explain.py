@@ -23,10 +23,24 @@ HELP = "Show the resolved pipeline for a config, and what each stage does to the
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="FILE", help="YAML, JSON or TOML config file")
-    parser.add_argument("--prompt", metavar="TEXT", help="run the model once on TEXT and use its real next-token distribution")
-    parser.add_argument("--model", "-m", metavar="PATH", help="local transformers model folder for --prompt (default: the demo model)")
-    parser.add_argument("--vocab", type=int, default=SYNTHETIC_VOCAB, metavar="N",
-                        help=f"without --prompt: size of the synthetic N(0, 1) logits (default {SYNTHETIC_VOCAB}, seed {SYNTHETIC_SEED})")
+    parser.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="run the model once on TEXT and use its real next-token distribution",
+    )
+    parser.add_argument(
+        "--model",
+        "-m",
+        metavar="PATH",
+        help="local transformers model folder for --prompt (default: the demo model)",
+    )
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=SYNTHETIC_VOCAB,
+        metavar="N",
+        help=f"without --prompt: size of the synthetic N(0, 1) logits (default {SYNTHETIC_VOCAB}, seed {SYNTHETIC_SEED})",
+    )
     parser.add_argument("--no-stages", action="store_true", help="only show the resolved pipeline")
 
 
@@ -36,8 +50,13 @@ def _params(config: dict[str, object]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_config(args.file)
-    rows = [(i + 1, row["name"], row["stage"], row["priority"], _params(row["config"])) for i, row in enumerate(pipe.describe())]
-    table(f"{args.file} (order: {pipe.order})", ("#", "name", "stage", "priority", "parameters"), rows)
+    rows = [
+        (i + 1, row["name"], row["stage"], row["priority"], _params(row["config"]))
+        for i, row in enumerate(pipe.describe())
+    ]
+    table(
+        f"{args.file} (order: {pipe.order})", ("#", "name", "stage", "priority", "parameters"), rows
+    )
     if pipe.selector is not None and pipe.selector.name in ("sample", "greedy"):
         console.print(f"selector: {pipe.selector.name}")
     if args.no_stages:
@@ -53,7 +72,11 @@ def distribution_views(
     """Per-stage views of the model's distribution after ``prompt``, or of the synthetic one."""
     if prompt is None:
         views = stage_views(pipe, synthetic_logits(vocab))
-        return views, f"Synthetic distribution: {vocab} logits from N(0, 1), seed {SYNTHETIC_SEED}", lambda i: f"#{i}"
+        return (
+            views,
+            f"Synthetic distribution: {vocab} logits from N(0, 1), seed {SYNTHETIC_SEED}",
+            lambda i: f"#{i}",
+        )
     from logitkit.demo import load_codec, load_model
 
     model = load_model(model_path)
@@ -76,7 +99,11 @@ def stage_table(views: list[StageView], title: str, label: Any) -> None:
         )
         for i, v in enumerate(views)
     ]
-    table(title, ("after", "tokens", "entropy (nats)", "kept mass", "model mass", "top 5 (probability)"), rows)
+    table(
+        title,
+        ("after", "tokens", "entropy (nats)", "kept mass", "model mass", "top 5 (probability)"),
+        rows,
+    )
     console.print(
         "kept mass: probability, in the distribution entering that stage, of the tokens it keeps; "
         "model mass: the same under the model's raw distribution."

@@ -26,12 +26,32 @@ SMALL_MODEL_PARAMETERS = 50_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prompt", nargs="?", default="", metavar="PROMPT", help="text to continue (default: empty)")
+    parser.add_argument(
+        "prompt", nargs="?", default="", metavar="PROMPT", help="text to continue (default: empty)"
+    )
     parser.add_argument("--config", "-c", metavar="FILE", help="YAML, JSON or TOML pipeline config")
-    parser.add_argument("--preset", "-p", metavar="NAME", help=f"config preset (see 'logitkit list'); default {DEFAULT_PRESET!r} without --config")
-    parser.add_argument("--model", "-m", metavar="PATH", help="local transformers model folder (default: the embedded demo model)")
-    parser.add_argument("--max-new-tokens", "-n", type=int, metavar="N", help=f"tokens to generate (default: the config's, else {DEFAULT_MAX_NEW_TOKENS})")
-    parser.add_argument("--seed", type=int, metavar="N", help="sampling seed, for repeatable output")
+    parser.add_argument(
+        "--preset",
+        "-p",
+        metavar="NAME",
+        help=f"config preset (see 'logitkit list'); default {DEFAULT_PRESET!r} without --config",
+    )
+    parser.add_argument(
+        "--model",
+        "-m",
+        metavar="PATH",
+        help="local transformers model folder (default: the embedded demo model)",
+    )
+    parser.add_argument(
+        "--max-new-tokens",
+        "-n",
+        type=int,
+        metavar="N",
+        help=f"tokens to generate (default: the config's, else {DEFAULT_MAX_NEW_TOKENS})",
+    )
+    parser.add_argument(
+        "--seed", type=int, metavar="N", help="sampling seed, for repeatable output"
+    )
 
 
 def resolve_from_args(config: str | None, preset: str | None) -> ResolvedConfig:
@@ -40,13 +60,21 @@ def resolve_from_args(config: str | None, preset: str | None) -> ResolvedConfig:
         return resolve({"preset": preset or DEFAULT_PRESET}, source="--preset")
     data = read_config_file(config)
     if preset is not None:
-        data = {"processors": data} if isinstance(data, list) else dict(data) if isinstance(data, dict) else data
+        data = (
+            {"processors": data}
+            if isinstance(data, list)
+            else dict(data)
+            if isinstance(data, dict)
+            else data
+        )
         if isinstance(data, dict):
             data["preset"] = preset
     return resolve(data, source=str(config))
 
 
-def with_model_tokens(resolved: ResolvedConfig, eos_ids: list[int], vocab_size: int) -> ResolvedConfig:
+def with_model_tokens(
+    resolved: ResolvedConfig, eos_ids: list[int], vocab_size: int
+) -> ResolvedConfig:
     """Fill the ``tokens:`` fields the config left empty from the model's own."""
     updates: dict[str, Any] = {}
     if resolved.tokens.eos is None and eos_ids:
@@ -109,7 +137,10 @@ def run(args: argparse.Namespace) -> int:
 
     resolved = resolve_from_args(args.config, args.preset)
     if args.model is not None and not (Path(args.model) / "config.json").is_file():
-        print(f"error: {args.model}: not a transformers model folder (no config.json)", file=sys.stderr)
+        print(
+            f"error: {args.model}: not a transformers model folder (no config.json)",
+            file=sys.stderr,
+        )
         return 2
     model = load_model(args.model)
     codec = load_codec(args.model)
@@ -120,11 +151,15 @@ def run(args: argparse.Namespace) -> int:
     resolved = with_model_tokens(resolved, codec.eos_ids, vocab_size)
     seed = args.seed if args.seed is not None else resolved.generation.seed
     pipe = StreamingPipeline.from_resolved(resolved, tokenizer=codec.tokenizer)
+    assert isinstance(pipe, StreamingPipeline)  # from_resolved builds ``cls``
     max_new = args.max_new_tokens or resolved.generation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
 
     prompt_ids = codec.encode(args.prompt)
     if not prompt_ids:
-        print("error: the prompt encodes to no tokens and the model has no start token", file=sys.stderr)
+        print(
+            "error: the prompt encodes to no tokens and the model has no start token",
+            file=sys.stderr,
+        )
         return 2
     input_ids = torch.tensor([prompt_ids], dtype=torch.long)
     sys.stdout.write(args.prompt)
@@ -146,11 +181,16 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     new_tokens = output.new_tokens[0].tolist()
-    if new_tokens != streamed:  # a search that does not pick one token per step (beam search): print the result
+    if (
+        new_tokens != streamed
+    ):  # a search that does not pick one token per step (beam search): print the result
         decoder = StreamDecoder(codec.decode)
         sys.stdout.write("".join(decoder.push(t) for t in new_tokens))
     sys.stdout.write(decoder.flush() + "\n")
     sys.stdout.flush()
     rate = len(new_tokens) / elapsed if elapsed > 0 else float("inf")
-    print(f"[{len(new_tokens)} tokens, {rate:.1f} tokens/s, finish: {output.finish_reasons[0]}]", file=sys.stderr)
+    print(
+        f"[{len(new_tokens)} tokens, {rate:.1f} tokens/s, finish: {output.finish_reasons[0]}]",
+        file=sys.stderr,
+    )
     return 0

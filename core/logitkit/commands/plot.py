@@ -19,26 +19,68 @@ DEFAULT_TEMPERATURES = (0.5, 1.0, 1.5)
 
 
 def _common(parser: argparse.ArgumentParser, vocab: int) -> None:
-    parser.add_argument("--prompt", metavar="TEXT", help="use the model's real next-token distribution after TEXT")
-    parser.add_argument("--model", "-m", metavar="PATH", help="local transformers model folder for --prompt (default: the demo model)")
-    parser.add_argument("--vocab", type=int, default=vocab, metavar="N",
-                        help=f"without --prompt: number of synthetic N(0, 1) logits (default {vocab}, seed {SYNTHETIC_SEED})")
-    parser.add_argument("--out", "-o", type=Path, default=Path("."), metavar="DIR", help="folder for the PNGs (default: .)")
+    parser.add_argument(
+        "--prompt", metavar="TEXT", help="use the model's real next-token distribution after TEXT"
+    )
+    parser.add_argument(
+        "--model",
+        "-m",
+        metavar="PATH",
+        help="local transformers model folder for --prompt (default: the demo model)",
+    )
+    parser.add_argument(
+        "--vocab",
+        type=int,
+        default=vocab,
+        metavar="N",
+        help=f"without --prompt: number of synthetic N(0, 1) logits (default {vocab}, seed {SYNTHETIC_SEED})",
+    )
+    parser.add_argument(
+        "--out",
+        "-o",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="folder for the PNGs (default: .)",
+    )
     parser.add_argument("--prefix", default="", metavar="TEXT", help="prepended to every file name")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="figure", metavar="FIGURE", required=True)
-    temperature = sub.add_parser("temperature", help="probabilities at several temperatures: by token index, and sorted on a log scale")
-    temperature.add_argument("--values", type=float, nargs="+", default=list(DEFAULT_TEMPERATURES), metavar="T",
-                             help="temperatures to draw (default 0.5 1.0 1.5)")
-    temperature.add_argument("--tokens", type=int, default=PLOT_VOCAB, metavar="N",
-                             help=f"with --prompt: tokens drawn in the by-index figure (default {PLOT_VOCAB})")
+    temperature = sub.add_parser(
+        "temperature",
+        help="probabilities at several temperatures: by token index, and sorted on a log scale",
+    )
+    temperature.add_argument(
+        "--values",
+        type=float,
+        nargs="+",
+        default=list(DEFAULT_TEMPERATURES),
+        metavar="T",
+        help="temperatures to draw (default 0.5 1.0 1.5)",
+    )
+    temperature.add_argument(
+        "--tokens",
+        type=int,
+        default=PLOT_VOCAB,
+        metavar="N",
+        help=f"with --prompt: tokens drawn in the by-index figure (default {PLOT_VOCAB})",
+    )
     _common(temperature, PLOT_VOCAB)
     entropy = sub.add_parser("entropy", help="entropy of the distribution against temperature")
-    entropy.add_argument("--range", type=float, nargs=2, default=[0.05, 3.0], metavar=("FROM", "TO"), help="temperatures (default 0.05 3.0)")
+    entropy.add_argument(
+        "--range",
+        type=float,
+        nargs=2,
+        default=[0.05, 3.0],
+        metavar=("FROM", "TO"),
+        help="temperatures (default 0.05 3.0)",
+    )
     _common(entropy, PLOT_VOCAB)
-    pipeline = sub.add_parser("pipeline", help="the distribution after each stage of a config's pipeline")
+    pipeline = sub.add_parser(
+        "pipeline", help="the distribution after each stage of a config's pipeline"
+    )
     pipeline.add_argument("file", metavar="FILE", help="YAML, JSON or TOML config file")
     _common(pipeline, 1000)
 
@@ -64,20 +106,32 @@ def distribution(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor |
 def run(args: argparse.Namespace) -> int:
     from logitkit import plotting
 
-    pipe = Pipeline.from_config(args.file) if args.figure == "pipeline" else None  # config errors before model loading
+    pipe = (
+        Pipeline.from_config(args.file) if args.figure == "pipeline" else None
+    )  # config errors before model loading
     logits, ids, suffix = distribution(args)
     out: Path = args.out
     written: list[Path] = []
     if args.figure == "temperature":
         _positive(args.values, "--values")
         shown = args.tokens if args.prompt is not None else None
-        written.append(plotting.temperature_raw(logits, args.values, out / f"{args.prefix}temperature_raw.png", suffix, shown))
-        written.append(plotting.temperature_sorted(logits, args.values, out / f"{args.prefix}temperature_sorted.png", suffix))
+        written.append(
+            plotting.temperature_raw(
+                logits, args.values, out / f"{args.prefix}temperature_raw.png", suffix, shown
+            )
+        )
+        written.append(
+            plotting.temperature_sorted(
+                logits, args.values, out / f"{args.prefix}temperature_sorted.png", suffix
+            )
+        )
     elif args.figure == "entropy":
         low, high = args.range
         _positive([low, high - low], "--range FROM and TO - FROM")
         temperatures = torch.linspace(low, high, 60).tolist()
-        written.append(plotting.entropy_curve(logits, temperatures, out / f"{args.prefix}entropy.png", suffix))
+        written.append(
+            plotting.entropy_curve(logits, temperatures, out / f"{args.prefix}entropy.png", suffix)
+        )
     else:
         assert pipe is not None
         views = stage_views(pipe, logits, input_ids=ids)

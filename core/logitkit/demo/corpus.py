@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 #: Directories left out: installed packages, and test suites (large, repetitive fixtures).
-EXCLUDED_PARTS = frozenset({"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"})
+EXCLUDED_PARTS = frozenset(
+    {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__"}
+)
 #: One file in HELD_OUT_MODULUS (by path hash) is held out for the evaluation loss.
 HELD_OUT_MODULUS = 20
 #: Very large generated files (unicode tables and the like) teach little Python.

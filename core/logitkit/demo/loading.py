@@ -51,9 +51,9 @@ def load_model(path: str | Path | None = None) -> Any:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = AutoModelForCausalLM.from_pretrained(resolve_model_dir(path))
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return model
 
 

@@ -17,6 +17,7 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,7 +27,7 @@ DEFAULT_OUT = Path(__file__).parent / "model"
 EOS = "<|endoftext|>"
 
 
-def train_tokenizer(corpus: Corpus, vocab_size: int):  # -> tokenizers.Tokenizer
+def train_tokenizer(corpus: Corpus, vocab_size: int) -> Any:  # a tokenizers.Tokenizer
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -43,7 +44,7 @@ def train_tokenizer(corpus: Corpus, vocab_size: int):  # -> tokenizers.Tokenizer
     return tokenizer
 
 
-def encode_files(tokenizer, paths: tuple[Path, ...], eos_id: int) -> torch.Tensor:
+def encode_files(tokenizer: Any, paths: tuple[Path, ...], eos_id: int) -> torch.Tensor:
     """All files as one token stream, each file followed by the end-of-text token."""
     encodings = tokenizer.encode_batch([read_text(p) for p in paths])
     ids: list[int] = []
@@ -53,7 +54,7 @@ def encode_files(tokenizer, paths: tuple[Path, ...], eos_id: int) -> torch.Tenso
     return torch.tensor(ids, dtype=torch.long)
 
 
-def build_model(vocab_size: int, context: int, eos_id: int, args: argparse.Namespace):
+def build_model(vocab_size: int, context: int, eos_id: int, args: argparse.Namespace) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -81,13 +82,13 @@ def learning_rate(step: int, total: int, peak: float, warmup: int) -> float:
 
 
 @torch.no_grad()
-def held_out_loss(model, stream: torch.Tensor, context: int, windows: int) -> float:
+def held_out_loss(model: Any, stream: torch.Tensor, context: int, windows: int) -> float:
     """Mean next-token loss over evenly spaced, non-random windows of the held-out stream."""
     model.eval()
     last_start = len(stream) - context - 1
     starts = torch.linspace(0, last_start, windows).long()
     losses = []
-    for chunk in starts.split(16):
+    for chunk in torch.split(starts, 16):
         batch = torch.stack([stream[s : s + context + 1] for s in chunk.tolist()])
         out = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone())
         losses.append(float(out.loss))
@@ -96,7 +97,9 @@ def held_out_loss(model, stream: torch.Tensor, context: int, windows: int) -> fl
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m logitkit.demo.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m logitkit.demo.train", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model folder to write")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--vocab-size", type=int, default=4096)
@@ -110,9 +113,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--eval-windows", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-files", type=int, default=0, help="use only the first N train and held-out files (quick checks)")
+    parser.add_argument(
+        "--max-files",
+        type=int,
+        default=0,
+        help="use only the first N train and held-out files (quick checks)",
+    )
     parser.add_argument("--log-every", type=int, default=10)
-    parser.add_argument("--save-every", type=int, default=100, help="also write the model every N steps (0: only at the end)")
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=100,
+        help="also write the model every N steps (0: only at the end)",
+    )
     return parser.parse_args(argv)
 
 
@@ -128,19 +141,27 @@ def main(argv: list[str] | None = None) -> int:
 
     corpus = find_corpus()
     if args.max_files:
-        corpus = Corpus(corpus.root, corpus.train[: args.max_files], corpus.held_out[: args.max_files])
-    log(f"corpus: {len(corpus.train)} train files, {len(corpus.held_out)} held-out files under {corpus.root}")
+        corpus = Corpus(
+            corpus.root, corpus.train[: args.max_files], corpus.held_out[: args.max_files]
+        )
+    log(
+        f"corpus: {len(corpus.train)} train files, {len(corpus.held_out)} held-out files under {corpus.root}"
+    )
     tokenizer = train_tokenizer(corpus, args.vocab_size)
     eos_id = tokenizer.token_to_id(EOS)
     train_stream = encode_files(tokenizer, corpus.train, eos_id)
     eval_stream = encode_files(tokenizer, corpus.held_out, eos_id)
-    log(f"tokenizer: {tokenizer.get_vocab_size()} tokens; {len(train_stream):,} train / {len(eval_stream):,} held-out tokens "
-        f"({time.perf_counter() - started:.0f}s)")
+    log(
+        f"tokenizer: {tokenizer.get_vocab_size()} tokens; {len(train_stream):,} train / {len(eval_stream):,} held-out tokens "
+        f"({time.perf_counter() - started:.0f}s)"
+    )
 
     model = build_model(tokenizer.get_vocab_size(), args.context, eos_id, args)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {n_params:,} parameters")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1
+    )
     generator = torch.Generator().manual_seed(args.seed)
     offsets = torch.arange(args.context + 1)
 
@@ -149,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
-        starts = torch.randint(0, len(train_stream) - args.context - 1, (args.batch, 1), generator=generator)
+        starts = torch.randint(
+            0, len(train_stream) - args.context - 1, (args.batch, 1), generator=generator
+        )
         batch = train_stream[starts + offsets]
         loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone()).loss
         # transformers shifts labels itself, so labels == input_ids is next-token prediction.
@@ -161,57 +184,83 @@ def main(argv: list[str] | None = None) -> int:
             elapsed = time.perf_counter() - train_started
             tokens_per_s = (step + 1) * args.batch * args.context / elapsed
             eta = elapsed / (step + 1) * (args.steps - step - 1)
-            log(f"step {step + 1}/{args.steps}  loss {loss.item():.3f}  {tokens_per_s:,.0f} tok/s  "
-                f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min")
+            log(
+                f"step {step + 1}/{args.steps}  loss {loss.item():.3f}  {tokens_per_s:,.0f} tok/s  "
+                f"elapsed {elapsed / 60:.1f} min  ETA {eta / 60:.1f} min"
+            )
         if args.save_every and (step + 1) % args.save_every == 0 and step + 1 < args.steps:
             # A usable model on disk while training continues (marked partial in training.json).
             checkpoint_loss = held_out_loss(model, eval_stream, args.context, args.eval_windows)
             log(f"checkpoint at step {step + 1}: held-out loss {checkpoint_loss:.3f}")
-            save(model, tokenizer, args, {"steps_done": step + 1, "held_out_loss": round(checkpoint_loss, 4), "partial": True})
+            save(
+                model,
+                tokenizer,
+                args,
+                {
+                    "steps_done": step + 1,
+                    "held_out_loss": round(checkpoint_loss, 4),
+                    "partial": True,
+                },
+            )
 
     eval_loss = held_out_loss(model, eval_stream, args.context, args.eval_windows)
     log(f"held-out loss {eval_loss:.3f} (perplexity {math.exp(eval_loss):.1f})")
-    save(model, tokenizer, args, {
-        "steps_done": args.steps,
-        "held_out_loss": round(eval_loss, 4),
-        "held_out_perplexity": round(math.exp(eval_loss), 2),
-        "final_train_loss": round(loss.item(), 4),
-        "parameters": n_params,
-        "train_files": len(corpus.train),
-        "held_out_files": len(corpus.held_out),
-        "train_tokens": len(train_stream),
-        "held_out_tokens": len(eval_stream),
-        "tokens_seen": args.steps * args.batch * args.context,
-        "train_minutes": round((time.perf_counter() - train_started) / 60, 1),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-    })
+    save(
+        model,
+        tokenizer,
+        args,
+        {
+            "steps_done": args.steps,
+            "held_out_loss": round(eval_loss, 4),
+            "held_out_perplexity": round(math.exp(eval_loss), 2),
+            "final_train_loss": round(loss.item(), 4),
+            "parameters": n_params,
+            "train_files": len(corpus.train),
+            "held_out_files": len(corpus.held_out),
+            "train_tokens": len(train_stream),
+            "held_out_tokens": len(eval_stream),
+            "tokens_seen": args.steps * args.batch * args.context,
+            "train_minutes": round((time.perf_counter() - train_started) / 60, 1),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+    )
     log(f"wrote {args.out} in {(time.perf_counter() - started) / 60:.1f} min")
     return 0
 
 
-def with_start_token(tokenizer):  # -> tokenizers.Tokenizer
+def with_start_token(tokenizer: Any) -> Any:  # a tokenizers.Tokenizer
     """A copy that puts the end-of-text token before every encoded text, as before each file in training."""
     from tokenizers import Tokenizer, processors
 
     copy = Tokenizer.from_str(tokenizer.to_str())
     eos_id = copy.token_to_id(EOS)
-    copy.post_processor = processors.TemplateProcessing(single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B", special_tokens=[(EOS, eos_id)])
+    copy.post_processor = processors.TemplateProcessing(
+        single=f"{EOS} $A", pair=f"{EOS} $A {EOS} $B", special_tokens=[(EOS, eos_id)]
+    )
     return copy
 
 
-def save(model, tokenizer, args: argparse.Namespace, metrics: dict) -> None:
+def save(model: Any, tokenizer: Any, args: argparse.Namespace, metrics: dict[str, Any]) -> None:
     from transformers import PreTrainedTokenizerFast
 
     args.out.mkdir(parents=True, exist_ok=True)
     tokenizer = with_start_token(tokenizer)
     model.save_pretrained(args.out, safe_serialization=True)
     # tokenizer.json alone is enough for tokenizers.Tokenizer; the extra files let AutoTokenizer load it too.
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS)
+    wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=EOS
+    )
     wrapped.save_pretrained(args.out)
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"}
+    settings = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "out"
+    }
     (args.out / "training.json").write_text(
-        json.dumps({"command": "python -m logitkit.demo.train", "settings": settings, "metrics": metrics}, indent=2) + "\n",
+        json.dumps(
+            {"command": "python -m logitkit.demo.train", "settings": settings, "metrics": metrics},
+            indent=2,
+        )
+        + "\n",
         encoding="utf-8",
     )
 
