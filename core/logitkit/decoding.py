@@ -133,6 +133,7 @@ class DecodingJob:
             model=self.model,
             seeds=state.seeds,
             beam_search=beam_search,
+            extra=self.pipeline.extra_context(),
         )
 
     def stop_codes(self, sequences: torch.Tensor, criteria: list[StoppingCriterion] | None = None) -> torch.Tensor | None:

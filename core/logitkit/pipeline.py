@@ -219,10 +219,13 @@ class Pipeline:
         for key in ("attention_mask", "encoder_input_ids", "tokenizer", "model", "seeds"):
             if key in self.context:
                 values[key] = self.context[key]
-        # Context a plugin defines (e.g. guidance's unconditional_ids) reaches it through ctx.extra.
-        values["extra"] = {k: v for k, v in self.context.items() if k not in _STEP_FIELDS}
+        values["extra"] = self.extra_context()
         values.update(overrides)
         return StepContext(**values)
+
+    def extra_context(self) -> dict[str, Any]:
+        """Context keys that are not StepContext fields (e.g. guidance's unconditional_ids), for ``ctx.extra``."""
+        return {k: v for k, v in self.context.items() if k not in _STEP_FIELDS}
 
     def process(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Run every logits stage on ``scores``; never modifies ``scores``."""
