@@ -236,3 +236,35 @@ def test_empty_rows_take_the_dense_policy(reg) -> None:  # type: ignore[no-untyp
         pipe, lambda: pipe.next_tokens(torch.zeros(3, 1, dtype=torch.long), scores)
     )
     assert same(fused, dense)
+
+
+def test_chunked_topk_finds_the_same_values_as_topk() -> None:
+    for batch, vocab, k, dtype in [
+        (3, 50000, 51, torch.float32),
+        (2, 40000, 101, torch.bfloat16),
+        (2, 6500, 7, torch.float16),
+    ]:
+        scores = (random_rows(batch, vocab, 3.0, vocab) + 0).to(dtype)
+        scores[0, 100:200] = scores[0].max()  # a tie group at the top
+        values, ids = fastpath.chunked_topk(scores, k)
+        assert torch.equal(values, torch.topk(scores, k).values)
+        assert torch.equal(scores.gather(1, ids), values)
+        assert bool((ids.sort(-1).values.diff(dim=-1) > 0).all())  # distinct tokens
+
+
+def test_the_chain_on_a_qwen_sized_row_matches_the_dense_path(reg) -> None:  # type: ignore[no-untyped-def]
+    scores = random_rows(2, 151936, 4.0, 15)
+    ids = torch.randint(0, 151936, (2, 64), generator=torch.Generator().manual_seed(0))
+    chain = [
+        {"repetition_penalty": 1.1},
+        {"temperature": 0.8},
+        {"top_k": 50},
+        {"top_p": 0.9},
+        {"min_p": 0.05},
+    ]
+    for config in (chain, [{"top_p": 0.9}], [{"min_p": 0.05}]):
+        pipe = pipeline(config, seeds=torch.arange(2))
+        fused, dense = both_paths(pipe, lambda: pipe(ids, scores))  # noqa: B023
+        assert same(fused, dense)
+        fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, scores))  # noqa: B023
+        assert same(fused, dense)

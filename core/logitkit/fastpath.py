@@ -94,6 +94,40 @@ class RowStats:
         return self._entropy
 
 
+#: Chunk length of the two-level top-k.
+CHUNK = 64
+
+
+def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk(scores, m)`` values and ids, reading the row once.
+
+    The m best scores lie in the m chunks with the best maxima (a chunk whose
+    maximum is below the m-th best maximum holds nothing above m elements), so
+    one ``amax`` pass over chunks of 64 narrows the search to m * 64 scores.
+    Ties at the edge may pick different ids than ``torch.topk`` would; the
+    view's check handles ties either way.
+    """
+    vocab = scores.shape[-1]
+    chunks = vocab // CHUNK
+    if m * 8 > chunks:
+        values, ids = torch.topk(scores, m, dim=-1, sorted=True)
+        return values, ids
+    body = scores[:, : chunks * CHUNK].unflatten(1, (chunks, CHUNK))
+    best_chunks = torch.topk(body.amax(dim=-1), m, dim=-1).indices
+    picked = body.gather(1, best_chunks.unsqueeze(-1).expand(-1, -1, CHUNK)).flatten(1)
+    picked_ids = (
+        best_chunks.unsqueeze(-1) * CHUNK + torch.arange(CHUNK, device=scores.device)
+    ).flatten(1)
+    if chunks * CHUNK < vocab:  # the short last chunk is always searched
+        tail_ids = torch.arange(chunks * CHUNK, vocab, device=scores.device).expand(
+            scores.shape[0], -1
+        )
+        picked = torch.cat([picked, scores[:, chunks * CHUNK :]], dim=1)
+        picked_ids = torch.cat([picked_ids, tail_ids], dim=1)
+    values, where = torch.topk(picked, m, dim=-1, sorted=True)
+    return values, picked_ids.gather(1, where)
+
+
 def canonical_order(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Re-sort a small candidate set into (score desc, token id desc) order."""
     # topk orders ties arbitrarily; two stable sorts (m is small) fix the order.
@@ -143,7 +177,7 @@ class CandidateView:
         vocab = scores.shape[-1]
         if m >= vocab * FULL_SORT_FRACTION:
             return cls.full(scores, stats)
-        values, ids = canonical_order(*torch.topk(scores, m, dim=-1, sorted=True))
+        values, ids = canonical_order(*chunked_topk(scores, m))
         check_at = (values > values[:, -1:]).sum(dim=-1)
         return cls(values, ids, vocab, False, check_at, stats or RowStats(scores))
 
