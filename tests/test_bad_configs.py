@@ -155,3 +155,18 @@ def test_validate_as_a_real_process_over_the_whole_corpus(tmp_path: Path) -> Non
     assert named == set(files)
     expected = sum(len(problem_lines(Path(f))) for f in files)
     assert len(lines) == expected
+
+
+def test_the_reliability_page_counts_every_family() -> None:
+    """docs/reliability.md's summary table matches the corpus, family by family."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "reliability.md").read_text(
+        encoding="utf-8"
+    )
+    table: dict[str, int] = {}
+    for line in page.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[1].isdigit():
+            table[cells[0]] = int(cells[1])
+    families = Counter(spec["family"] for spec in MANIFEST.values())
+    assert {k: v for k, v in table.items() if k in FAMILIES} == dict(families)
+    assert f"holds {len(MANIFEST)} invalid files" in page
