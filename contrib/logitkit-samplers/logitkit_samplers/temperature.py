@@ -73,7 +73,12 @@ class DynamicTemperature(Processor):
             else torch.full((scores.shape[0], 1), self.config.temperature, device=scores.device)
         )
         greedy = temps <= 1e-6
-        out = (logits / torch.where(greedy, 1.0, temps)).to(scores.dtype)
+        scaled = logits / torch.where(greedy, 1.0, temps)
+        # A tiny temperature can push logits past the dtype's range; saturate rather than
+        # turn finite logits into inf (which would empty the row or make NaN downstream).
+        limit = torch.finfo(scores.dtype).max
+        scaled = torch.where(torch.isfinite(logits), scaled.clamp(-limit, limit), logits)
+        out = scaled.to(scores.dtype)
         return keep_argmax(out, greedy) if bool(greedy.any()) else out
 
 

@@ -239,12 +239,14 @@ def _run(
     batch: tuple[int, int],
     length: tuple[int, int],
     shrink: bool = True,
+    derandomize: bool = True,
 ) -> None:
     phases = tuple(Phase) if shrink else (Phase.explicit, Phase.reuse, Phase.generate)
 
     @settings(
         max_examples=examples,
         phases=phases,
+        derandomize=derandomize,
         deadline=None,
         database=None,
         suppress_health_check=[
@@ -272,6 +274,7 @@ def check_processor_contract(
     length: tuple[int, int] = (1, 16),
     shrink: bool = True,
     context: Mapping[str, Any] | None = None,
+    derandomize: bool = True,
 ) -> None:
     """Check a processor class (built from ``config``) or instance against the contract on generated inputs.
 
@@ -279,11 +282,13 @@ def check_processor_contract(
     hypothesis shrinks the failing input first. Per-row seeds are always given, so
     random processors must key their randomness on ``ctx.seeds`` to pass the row rule.
     ``shrink=False`` skips hypothesis' shrinking (faster, a less minimal failing input).
+    ``derandomize=True`` (the default) draws the same inputs on every run, so CI is
+    stable; pass ``False`` to explore new inputs on each run.
     ``context`` gives what the processor reads besides the case (e.g. ``{"model": fake}``);
     see ``context_for``.
     """
     _run(partial(check_processor_case, context=context), factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
-         vocab=vocab, batch=batch, length=length, shrink=shrink)  # fmt: skip
+         vocab=vocab, batch=batch, length=length, shrink=shrink, derandomize=derandomize)  # fmt: skip
 
 
 def check_selector_contract(
@@ -298,7 +303,8 @@ def check_selector_contract(
     length: tuple[int, int] = (1, 16),
     shrink: bool = True,
     context: Mapping[str, Any] | None = None,
+    derandomize: bool = True,
 ) -> None:
     """Check a selector class or instance against the selector contract on generated inputs."""
     _run(partial(check_selector_case, context=context), factory_for(target, config, tokens), examples=examples, dtypes=dtypes,
-         vocab=vocab, batch=batch, length=length, shrink=shrink)  # fmt: skip
+         vocab=vocab, batch=batch, length=length, shrink=shrink, derandomize=derandomize)  # fmt: skip

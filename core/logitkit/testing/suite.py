@@ -55,6 +55,7 @@ def contract_tests(
     examples: int = DEFAULT_EXAMPLES,
     tokens: TokenSettings | None = None,
     context: Mapping[str, Any] | None = None,
+    derandomize: bool = True,
 ) -> Callable[..., None]:
     """A pytest test, parametrized over every processor and selector that ``plugin`` registers.
 
@@ -64,7 +65,8 @@ def contract_tests(
 
     ``plugin`` is the entry-point name. ``configs`` gives example configs for processors
     whose defaults do not exercise them (a list runs each one); the others are built from
-    their ``Config()`` defaults. ``skip`` names entries to leave out. ``tokens`` (the
+    their ``Config()`` defaults. ``skip`` names entries to leave out. Inputs are the same on
+    every run unless ``derandomize=False``. ``tokens`` (the
     config's ``tokens:`` section) and ``context`` (e.g. ``{"model": fake_model}``) reach
     every check. When the plugin
     registers nothing (not installed, or failed to load), the test fails and says so.
@@ -97,6 +99,8 @@ def contract_tests(
         if cls is None:
             pytest.fail(reason)
         check = check_processor_contract if kind == "processor" else check_selector_contract
-        check(cls, config, examples=examples, tokens=tokens, context=context)
+        check(
+            cls, config, examples=examples, tokens=tokens, context=context, derandomize=derandomize
+        )
 
     return test_contract  # type: ignore[no-any-return]  # pytest's decorator is untyped
