@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
+from pydantic import ValidationError
 
 from logitkit import TokenSettings
 from logitkit.registry import build_registry
@@ -106,3 +108,25 @@ def test_guidance_with_a_model_keeps_the_contract() -> None:
             vocab=(FakeModel.vocab, FakeModel.vocab),
             context={"model": FakeModel()},
         )
+
+
+def installed_third_party() -> list[Any]:
+    """Every processor of every installed third-party plugin that builds from its defaults."""
+
+    params = []
+    for name, entry in sorted(build_registry().processors.items()):
+        if entry.plugin == "builtins" or entry.cls.code_only:
+            continue
+        try:
+            entry.cls.Config()
+        except ValidationError:
+            continue  # needs an example config: its plugin's own contract tests give one
+        params.append(pytest.param(entry.cls, id=f"{entry.plugin}:{name}"))
+    return params or [pytest.param(None, id="none-installed")]
+
+
+@pytest.mark.parametrize("cls", installed_third_party())
+def test_installed_third_party_processors_keep_the_contract_with_their_defaults(cls: Any) -> None:
+    if cls is None:
+        pytest.skip("no third-party plugin with default-buildable processors is installed")
+    check_processor_contract(cls, examples=10, tokens=TOKENS, shrink=False)
