@@ -205,3 +205,10 @@ def test_mirostat_v1_keeps_the_top_k_llama_cpp_computes() -> None:
     eps = s_hat - 1
     k = int(((eps * 2**4.0) / (1 - 8 ** (-eps))) ** (1 / s_hat))
     assert int(keep.sum()) == max(1, min(8, k))
+
+
+def test_dynamic_temperature_saturates_instead_of_overflowing_fp16() -> None:
+    # A confident row gets a temperature near 0: 7.7 / T would overflow float16.
+    scores = torch.tensor([[7.7031, -1.4668]], dtype=torch.float16)
+    out = make(DynamicTemperature, temperature=0.2, range=0.5, exponent=2.0).apply(scores, ctx([[0]]))
+    assert torch.isfinite(out).all() and int(out.argmax()) == 0
