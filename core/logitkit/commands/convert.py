@@ -94,8 +94,6 @@ def _read(args: argparse.Namespace, source: str) -> Any:
                 [Problem(args.input or "convert", "", "--param needs a mapping input")]
             )
         data = {**data, **params}
-    if source == "llama.cpp" and isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k != "command_line"}
     return data
 
 
