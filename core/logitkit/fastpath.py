@@ -12,7 +12,10 @@ elementwise changes such as temperature, ``"truncate"`` for processors that
 only drop tokens). A truncating processor must keep a *prefix* of the view's
 order, plus ties of kept values, so that once the first uncertain position is
 dropped every token beyond the view is dropped too. Processors whose choice is
-not a prefix (typical_p) set ``needs_complete_view = True``.
+not a prefix (typical_p) set ``needs_complete_view = True``. Two optional
+hints size the first view: ``fused_candidates(vocab)`` (at most that many
+leading tokens survive: top_k, top_h) and ``fused_span()`` (nothing further
+than that many logits below the best survives: min_p).
 
 The view is exact, not approximate:
 
@@ -334,7 +337,11 @@ def _views(
             yield CandidateView.top(scores, m, stats)
             m *= 4
     elif not getattr(chain[0], "needs_complete_view", False):
-        for span in SPANS:
+        hint = getattr(chain[0], "fused_span", None)
+        first = hint() if hint is not None else None
+        for span in ([first] if first is not None else []) + [
+            s for s in SPANS if first is None or s > first
+        ]:
             view = CandidateView.above(scores, span, stats)
             if view is None:
                 break

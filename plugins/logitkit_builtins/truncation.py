@@ -127,6 +127,12 @@ class MinP(TruncationProcessor):
     priority = 40
     Config = MinPConfig
 
+    def fused_span(self) -> float | None:
+        """Nothing more than -log(min_p) below the best score survives (plus slack for rounding)."""
+        if self.config.min_p == 0.0 or self.config.min_tokens_to_keep > 1:
+            return None
+        return -math.log(self.config.min_p) * 1.001 + 1e-3
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.min_p == 0.0:
             return scores
