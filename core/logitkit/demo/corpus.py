@@ -7,6 +7,7 @@ the split does not depend on which other files a given Python ships.
 
 from __future__ import annotations
 
+import os
 import sysconfig
 import zlib
 from dataclasses import dataclass
@@ -42,14 +43,22 @@ def find_corpus(root: Path | None = None) -> Corpus:
     root = root or stdlib_root()
     train: list[Path] = []
     held_out: list[Path] = []
-    for path in sorted(root.rglob("*.py")):
-        relative = path.relative_to(root)
-        if EXCLUDED_PARTS.intersection(relative.parts[:-1]):
-            continue
-        if path.stat().st_size > MAX_FILE_BYTES:
-            continue
-        (held_out if is_held_out(relative.as_posix()) else train).append(path)
+    for path in sorted(_python_files(root)):
+        relative = path.relative_to(root).as_posix()
+        (held_out if is_held_out(relative) else train).append(path)
     return Corpus(root, tuple(train), tuple(held_out))
+
+
+def _python_files(root: Path) -> list[Path]:
+    found: list[Path] = []
+    for folder, dirs, files in os.walk(root):
+        # Prune in place so os.walk never descends into site-packages (often larger than the stdlib).
+        dirs[:] = [d for d in dirs if d not in EXCLUDED_PARTS]
+        for name in files:
+            path = Path(folder, name)
+            if name.endswith(".py") and path.stat().st_size <= MAX_FILE_BYTES:
+                found.append(path)
+    return found
 
 
 def read_text(path: Path) -> str:
