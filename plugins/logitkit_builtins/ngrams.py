@@ -16,7 +16,9 @@ from logitkit import Processor, ProcessorConfig, Stage, StepContext
 from logitkit_builtins._tokens import NEG_INF, encoder_ids, scatter_mask
 
 
-def banned_by_windows(source: torch.Tensor, history: torch.Tensor, size: int, vocab: int) -> torch.Tensor:
+def banned_by_windows(
+    source: torch.Tensor, history: torch.Tensor, size: int, vocab: int
+) -> torch.Tensor:
     """Bool ``[rows, vocab]``: tokens that would complete an n-gram of ``source`` ending ``history``.
 
     ``source`` holds the n-grams (``[rows, length]``); the last ``size - 1``
@@ -28,8 +30,26 @@ def banned_by_windows(source: torch.Tensor, history: torch.Tensor, size: int, vo
     return scatter_mask(history.shape[0], vocab, windows[..., -1], hit)
 
 
+def ban_tokens(scores: torch.Tensor, tokens: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
+    """``scores`` with ``tokens[r, j]`` set to -inf wherever ``hit[r, j]``, by one out-of-place scatter.
+
+    No vocab-sized mask is built: misses borrow a hit of their row (writing
+    -inf again changes nothing), and a row without hits rewrites its own
+    first score, so every write to a token carries the same value.
+    """
+    vocab = scores.shape[-1]
+    hit = hit & (tokens >= 0) & (tokens < vocab)
+    any_hit = hit.any(dim=1, keepdim=True)
+    borrowed = tokens.gather(1, hit.int().argmax(dim=1, keepdim=True))
+    safe = torch.where(any_hit, torch.where(hit, tokens, borrowed), 0)
+    fill = torch.where(any_hit, torch.full_like(scores[:, :1], NEG_INF), scores[:, :1])
+    return scores.scatter(1, safe, fill.expand_as(safe))
+
+
 class NoRepeatNGramConfig(ProcessorConfig):
-    ngram_size: int = Field(default=3, ge=1, description="No n-gram of this many tokens may occur twice.")
+    ngram_size: int = Field(
+        default=3, ge=1, description="No n-gram of this many tokens may occur twice."
+    )
 
 
 class NoRepeatNGram(Processor):
@@ -47,12 +67,17 @@ class NoRepeatNGram(Processor):
         if ids.shape[1] < size:
             return scores  # no complete n-gram yet
         # The window that starts at the prefix is one token short, so a prefix never bans its own successor.
-        banned = banned_by_windows(ids, ids, size, scores.shape[-1])
-        return scores.masked_fill(banned, NEG_INF)
+        windows = ids.unfold(1, size, 1)
+        hit = (windows[..., :-1] == ids[:, ids.shape[1] - (size - 1) :].unsqueeze(1)).all(dim=-1)
+        return ban_tokens(scores, windows[..., -1], hit)
 
 
 class EncoderNoRepeatNGramConfig(ProcessorConfig):
-    ngram_size: int = Field(default=3, ge=1, description="No n-gram of the encoder input (or prompt) of this size may be generated.")
+    ngram_size: int = Field(
+        default=3,
+        ge=1,
+        description="No n-gram of the encoder input (or prompt) of this size may be generated.",
+    )
 
 
 class EncoderNoRepeatNGram(Processor):
@@ -70,7 +95,9 @@ class EncoderNoRepeatNGram(Processor):
         source = encoder_ids(ctx, scores.shape[0])
         if ctx.input_ids.shape[1] < size - 1 or source.shape[1] < size:
             return scores  # no prefix long enough, or no n-gram in the source
-        banned = banned_by_windows(source.to(ctx.input_ids.device), ctx.input_ids, size, scores.shape[-1])
+        banned = banned_by_windows(
+            source.to(ctx.input_ids.device), ctx.input_ids, size, scores.shape[-1]
+        )
         return scores.masked_fill(banned, NEG_INF)
 
 
