@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from logitkit import fastpath
 from logitkit.healing import HealedPrompts
 from logitkit.models import Runner
 from logitkit.pipeline import Pipeline
@@ -135,6 +136,24 @@ class DecodingJob:
             beam_search=beam_search,
             extra=self.pipeline.extra_context(),
         )
+
+    def choose(self, logits: torch.Tensor, ctx: StepContext, keep_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Processors then selector: ``(tokens, processed scores or None)``.
+
+        Samples straight from the fused candidate view when the chain allows it
+        and nobody asked for the dense processed scores (as ``Pipeline.next_tokens`` does).
+        """
+        pipe = self.pipeline
+        if pipe.fast_path and not pipe.check:
+            dense, view = fastpath.run_chain(pipe.processors, logits, ctx)
+            if view is not None and not keep_scores:
+                tokens = fastpath.select_from_view(pipe.selector, view, ctx)
+                if tokens is not None:
+                    return tokens, None
+            processed = dense if view is None else view.densify(dense)
+        else:
+            processed = pipe.process(logits, ctx)
+        return pipe.select(processed, ctx, raw=logits), processed
 
     def stop_codes(self, sequences: torch.Tensor, criteria: list[StoppingCriterion] | None = None) -> torch.Tensor | None:
         """Per row, the finish-reason code of the first criterion that fires (0: none), or None if none fired."""

@@ -29,12 +29,11 @@ def decode(job: DecodingJob) -> GenerationOutput:
     any_finished = False
     while True:
         ctx = job.context(state, state.sequences)
-        processed = pipe.process(logits, ctx)
-        tokens = pipe.select(processed, ctx, raw=logits)
+        tokens, processed = job.choose(logits, ctx, keep_scores=record_scores)
         if any_finished:
             tokens = torch.where(codes == 0, tokens, pad)
         pipe.accept(tokens)
-        if record_scores:
+        if record_scores and processed is not None:
             scores_seen.append(processed)
         if record_logits:
             logits_seen.append(logits)
