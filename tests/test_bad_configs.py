@@ -32,7 +32,7 @@ FILES = sorted(MANIFEST)
 FAMILIES = {
     "typo", "wrong_type", "out_of_range", "nan_inf", "negative_id", "id_beyond_vocab",
     "empty_or_binary", "syntax", "yaml_tag", "alias_bomb", "duplicate", "contradiction",
-    "unknown_name", "import_path", "multiple",
+    "unknown_name", "import_path", "multiple", "nesting",
 }  # fmt: skip
 
 
@@ -170,3 +170,15 @@ def test_the_reliability_page_counts_every_family() -> None:
     families = Counter(spec["family"] for spec in MANIFEST.values())
     assert {k: v for k, v in table.items() if k in FAMILIES} == dict(families)
     assert f"holds {len(MANIFEST)} invalid files" in page
+
+
+def test_missing_files_and_directories_are_problems_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing, folder = tmp_path / "nope.yaml", tmp_path / "dir.yaml"
+    folder.mkdir()
+    assert main(["validate", str(missing), str(folder)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{missing}: file not found",
+        f"{folder}: is a directory, not a config file",
+    ]
