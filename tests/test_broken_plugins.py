@@ -139,6 +139,7 @@ BAD_OUTPUTS = {
     "mutates_scores": "modified its input scores in place",
     "mutates_input_ids": "modified input_ids in place",
     "returns_list": "returned list, not a tensor",
+    "raises_in_apply": "raised IndexError: index 7 is out of bounds",
 }
 
 
@@ -164,6 +165,26 @@ def test_check_mode_names_the_processor_that_broke_the_contract(bad_reg, name: s
         pipe.next_tokens(ids, scores)
     assert f"processor {name!r}" in str(info.value)
     assert BAD_OUTPUTS[name] in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        ("out_of_vocab", "selector 'out_of_vocab' chose ids outside the vocabulary: [6, 6]"),
+        (
+            "picks_removed",
+            "selector 'picks_removed' chose a removed token (score -inf) in rows [0, 1]",
+        ),
+    ],
+)
+def test_check_mode_checks_the_selector_too(bad_reg, selector: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    config = {"processors": [{"top_k": 3}], "selector": selector}
+    ids, scores = inputs()
+    with pytest.raises(ProcessorContractError) as info:
+        Pipeline.from_config(config, registry=bad_reg, check=True).next_tokens(ids, scores)
+    assert str(info.value) == message
+    # Unchecked, the bad pick goes through: check mode is what catches it.
+    assert Pipeline.from_config(config, registry=bad_reg).next_tokens(ids, scores).shape == (2,)
 
 
 def test_check_mode_from_the_environment(bad_reg, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
@@ -232,7 +253,13 @@ def test_broken_processors_pass_unnoticed_only_without_check_mode() -> None:
     """The module's processors really do break their rules (so the checks above test something)."""
     ids, scores = inputs()
     for cls in lk_bad_outputs.BROKEN:
-        if cls.name in ("wrong_shape", "wrong_dtype", "returns_list", "makes_nan"):
+        if cls.name in (
+            "wrong_shape",
+            "wrong_dtype",
+            "returns_list",
+            "makes_nan",
+            "raises_in_apply",
+        ):
             continue
         kept_scores, kept_ids = scores.clone(), ids.clone()
         pipe = Pipeline([cls()], check=False)

@@ -242,7 +242,12 @@ class Pipeline:
         ids_before = ctx.input_ids.clone()
         for processor in self.processors:
             before = scores.clone()
-            out = processor.apply(scores, ctx)
+            try:
+                out = processor.apply(scores, ctx)
+            except (ProcessorContractError, EmptyRowError):
+                raise
+            except Exception as exc:  # name the processor; the original stays chained as the cause
+                raise ProcessorContractError(f"processor {processor.name!r} raised {type(exc).__name__}: {exc}") from exc
             _check_output(processor, before, scores, out, ids_before, ctx.input_ids)
             scores = out
         return scores
@@ -255,7 +260,10 @@ class Pipeline:
         if self.selector is None:
             raise RuntimeError("this pipeline has no selector")
         processed = self.guard_empty_rows(processed, ctx, raw)
-        return self.selector.select(processed, ctx)
+        tokens = self.selector.select(processed, ctx)
+        if self.check:
+            _check_selection(self.selector, processed, tokens)
+        return tokens
 
     def guard_empty_rows(
         self, processed: torch.Tensor, ctx: StepContext, raw: torch.Tensor | None
@@ -406,3 +414,15 @@ def _check_output(
         raise ProcessorContractError(f"{name} modified input_ids in place")
     if bool(torch.isnan(out).any()) and not bool(torch.isnan(before).any()):
         raise ProcessorContractError(f"{name} produced NaN scores")
+
+
+def _check_selection(selector: Selector, processed: torch.Tensor, tokens: Any) -> None:
+    name = f"selector {selector.name!r}"
+    rows, vocab = processed.shape
+    if not isinstance(tokens, torch.Tensor) or tokens.shape != (rows,) or tokens.dtype != torch.long:
+        raise ProcessorContractError(f"{name} must return a LongTensor of shape ({rows},), got {tokens!r}")
+    if bool(((tokens < 0) | (tokens >= vocab)).any()):
+        raise ProcessorContractError(f"{name} chose ids outside the vocabulary: {tokens.tolist()}")
+    picked = processed.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    if bool((picked == NEG_INF).any()):
+        raise ProcessorContractError(f"{name} chose a removed token (score -inf) in rows {(picked == NEG_INF).nonzero().flatten().tolist()}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from logitkit import Processor, StepContext, hookimpl
+from logitkit import Processor, Selector, StepContext, hookimpl
 
 
 class WrongShape(Processor):
@@ -71,10 +71,52 @@ class ReturnsList(Processor):
         return scores.tolist()
 
 
-BROKEN = (WrongShape, WrongDtype, MakesNan, MutatesScores, MutatesInputIds, ReturnsList)
+class RaisesInApply(Processor):
+    """Fails at run time with an error that does not say which processor it came from."""
+
+    name = "raises_in_apply"
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        raise IndexError("index 7 is out of bounds")
+
+
+class OutOfVocab(Selector):
+    """Picks an id one past the vocabulary."""
+
+    name = "out_of_vocab"
+
+    def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return torch.full((scores.shape[0],), scores.shape[-1], dtype=torch.long)
+
+
+class PicksRemoved(Selector):
+    """Picks the lowest-scoring token, which is -inf whenever anything was removed."""
+
+    name = "picks_removed"
+
+    def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        return scores.argmin(dim=-1)
+
+
+BROKEN = (
+    WrongShape,
+    WrongDtype,
+    MakesNan,
+    MutatesScores,
+    MutatesInputIds,
+    ReturnsList,
+    RaisesInApply,
+)
+BROKEN_SELECTORS = (OutOfVocab, PicksRemoved)
 
 
 @hookimpl
 def register_processors(register):  # type: ignore[no-untyped-def]
     for cls in BROKEN:
+        register(cls)
+
+
+@hookimpl
+def register_selectors(register):  # type: ignore[no-untyped-def]
+    for cls in BROKEN_SELECTORS:
         register(cls)
