@@ -67,6 +67,8 @@ class Result:
     floor_ratio: float | None = None
     targets: list[str] = field(default_factory=list)
     met: bool = True
+    #: Fastest single call of each side (ms; generate: tokens/s): less sensitive to other load than medians.
+    best: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -258,8 +260,8 @@ def case_names() -> list[str]:
     return [case.name for case in CASES]
 
 
-def median_times(calls: Sequence[Timed], repeat: int, warmup: int = 2) -> list[float]:
-    """Median seconds per call, the calls interleaved so that both sides see the same load."""
+def timings(calls: Sequence[Timed], repeat: int, warmup: int = 2) -> list[list[float]]:
+    """Seconds per call for each callable, the calls interleaved so that both sides see the same load."""
     for _ in range(warmup):
         for call in calls:
             call()
@@ -269,22 +271,27 @@ def median_times(calls: Sequence[Timed], repeat: int, warmup: int = 2) -> list[f
             start = time.perf_counter()
             call()
             samples[i].append(time.perf_counter() - start)
-    return [statistics.median(s) for s in samples]
+    return samples
 
 
 def run_case(case: Case, shape: Shape, repeat: int) -> Result:
     ours, theirs, floor = case.build(shape)
     repeat = min(repeat, case.max_repeat) if case.max_repeat else repeat
     calls = [ours, theirs] + ([floor] if floor is not None else [])
-    times = median_times(calls, repeat, warmup=1 if case.max_repeat else 2)
+    samples = timings(calls, repeat, warmup=1 if case.max_repeat else 2)
+    times = [statistics.median(s) for s in samples]
+    fastest = [min(s) for s in samples]
+    sides = ["logitkit", "transformers", "floor"]
     if case.unit == "tokens/s":
         tokens = GENERATE_BATCH * shape.new_tokens
         lk, hf = tokens / times[0], tokens / times[1]
         speedup = lk / hf
         result = Result(case.name, case.description, case.unit, lk, hf, speedup)
+        result.best = {side: tokens / t for side, t in zip(sides, fastest, strict=False)}
     else:
         lk, hf = times[0] * 1e3, times[1] * 1e3
         result = Result(case.name, case.description, case.unit, lk, hf, hf / lk)
+        result.best = {side: t * 1e3 for side, t in zip(sides, fastest, strict=False)}
         if floor is not None:
             result.floor = times[2] * 1e3
             result.floor_ratio = lk / result.floor
