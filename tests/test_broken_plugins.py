@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from conftest import write_dist_info
-from logitkit import Pipeline, ProcessorContractError
+from logitkit import ConfigError, Pipeline, ProcessorContractError
 from logitkit.plugins import PluginSource, discover
 from logitkit.registry import build_registry
 
@@ -110,6 +110,17 @@ def test_the_same_entry_point_seen_twice_is_loaded_once(
     assert [s.name for s in discover({})].count("good") == 1
     reg = build_registry(env={})
     assert reg.failures == [] and reg.processors["shift"].plugin == "good"
+
+
+def test_an_order_preset_that_raises_is_a_config_problem() -> None:
+    reg = build_registry([*builtins(), source("bad-order", "lk_bad_order")], env={})
+    with pytest.raises(ConfigError) as info:
+        Pipeline.from_config({"order": "explodes", "processors": [{"top_k": 3}]}, registry=reg)
+    (problem,) = info.value.problems
+    assert (problem.path, problem.reason) == (
+        "order",
+        "order 'explodes' failed: KeyError: 'no rank for this processor'",
+    )
 
 
 def test_plugins_command_lists_each_failure_by_name(tmp_path: Path) -> None:

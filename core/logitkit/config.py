@@ -192,6 +192,9 @@ class _Resolver:
         except ValidationError as exc:
             self.problems.extend(validation_problems(exc, cls.Config, self.source, path))
             return None
+        except Exception as exc:  # a validator raising what pydantic does not wrap (TypeError, ...)
+            self.problem(path, f"invalid config for {name!r}: {type(exc).__name__}: {exc}")
+            return None
         return ProcessorSpec(cls.name, cls, config, index)
 
     def split_entry(self, path: str, raw: Any) -> tuple[str | None, Any]:
@@ -268,6 +271,9 @@ class _Resolver:
             config = entry.cls.Config.model_validate(fields)
         except ValidationError as exc:
             self.problems.extend(validation_problems(exc, entry.cls.Config, self.source, "selector"))
+            return None
+        except Exception as exc:  # a validator raising what pydantic does not wrap
+            self.problem("selector", f"invalid config for {name!r}: {type(exc).__name__}: {exc}")
             return None
         return SelectorSpec(name, entry.cls, config)
 
@@ -448,7 +454,10 @@ def resolve(
 
     if r.problems:
         raise ConfigError(r.problems)
-    ordered = sort_specs(specs, order, reg)
+    try:
+        ordered = sort_specs(specs, order, reg)
+    except Exception as exc:  # a plugin's order preset must not crash validation
+        raise ConfigError([Problem(source, "order", f"order {order!r} failed: {type(exc).__name__}: {exc}")]) from None
     return ResolvedConfig(source, order, tokens, tuple(ordered), selector, generation, preset, tuple(specs))
 
 
