@@ -185,3 +185,44 @@ def test_encoder_processors_use_the_prompt_when_there_is_no_encoder(name: str) -
     out = ours.apply(scores, StepContext(input_ids=ids, prompt_length=7, step=5))
     assert not torch.equal(out, scores)
     assert torch.equal(out, theirs(ids, scores.clone()))
+
+
+@pytest.mark.parametrize("name", ["repetition_penalty", "no_repeat_ngram_size", "encoder_repetition_penalty"])
+def test_negative_padding_ids_are_ignored(name: str) -> None:
+    """-100 style markers in the history are skipped; transformers would index with them and fail.
+
+    The reference replaces them by an id past the vocab, which transformers itself ignores.
+    """
+    from _processor_cases import build
+    from transformers import (
+        EncoderRepetitionPenaltyLogitsProcessor,
+        NoRepeatNGramLogitsProcessor,
+        RepetitionPenaltyLogitsProcessor,
+    )
+
+    vocab = 20
+    gen = torch.Generator().manual_seed(9)
+    ids = torch.randint(0, 4, (4, 15), generator=gen)
+    ids[:, :3] = -100
+    ids[1, 7] = -100
+    ids[3] = -100  # a row of padding only
+    scores = torch.randn(4, vocab, generator=gen)
+    past_vocab = ids.masked_fill(ids < 0, vocab + 5)
+    ctx = StepContext(input_ids=ids, prompt_length=15, step=0, encoder_input_ids=ids)
+    reference = {
+        "repetition_penalty": (lambda: build(name, {"penalty": 1.7}), RepetitionPenaltyLogitsProcessor(1.7)),
+        "no_repeat_ngram_size": (lambda: build(name, {"ngram_size": 2}), NoRepeatNGramLogitsProcessor(2)),
+        "encoder_repetition_penalty": (lambda: build(name, {"penalty": 1.7}), None),
+    }
+    ours, theirs = reference[name]
+    if theirs is None:
+        # Each row against transformers given only that row's real encoder ids.
+        out = ours().apply(scores, ctx)
+        for row in range(4):
+            real = ids[row][ids[row] >= 0]
+            expected = scores[row : row + 1]
+            if real.numel():
+                expected = EncoderRepetitionPenaltyLogitsProcessor(1.7, real[None])(ids[row : row + 1], expected.clone())
+            assert torch.equal(out[row : row + 1], expected)
+        return
+    assert torch.equal(ours().apply(scores, ctx), theirs(past_vocab, scores.clone()))

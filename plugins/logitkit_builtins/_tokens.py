@@ -25,10 +25,10 @@ def vocab_mask(ids: Sequence[int], vocab_size: int, device: torch.device) -> tor
 def scatter_mask(rows: int, vocab_size: int, tokens: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
     """A bool ``[rows, vocab]`` mask with ``tokens[r, j]`` set wherever ``hit[r, j]``.
 
-    Misses and out-of-vocab tokens are sent to a spare column past the vocab,
-    so a miss can never clear another hit on the same token.
+    Misses, negative ids (padding markers) and out-of-vocab tokens are sent to a
+    spare column past the vocab, so a miss can never clear another hit on the same token.
     """
-    target = torch.where(hit, tokens.clamp(max=vocab_size), vocab_size)
+    target = torch.where(hit & (tokens >= 0), tokens.clamp(max=vocab_size), vocab_size)
     mask = torch.zeros(rows, vocab_size + 1, dtype=torch.bool, device=tokens.device)
     mask.scatter_(1, target, True)
     return mask[:, :vocab_size]

@@ -20,11 +20,11 @@ def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.
     does the job, with no host-side filtering.
     """
     vocab = scores.shape[-1]
-    valid = ids < vocab
+    valid = (ids >= 0) & (ids < vocab)  # negative ids are padding markers such as -100
     positions = torch.arange(ids.shape[1], device=ids.device)
     last_valid = torch.where(valid, positions, -1).amax(dim=1, keepdim=True)
     has_valid = last_valid >= 0
-    borrowed = ids.gather(1, last_valid.clamp(min=0)).clamp(max=vocab - 1)
+    borrowed = ids.gather(1, last_valid.clamp(min=0)).clamp(min=0, max=vocab - 1)
     safe = torch.where(valid, ids, borrowed)
     picked = scores.gather(1, safe)
     penalized = torch.where(picked < 0, picked * penalty, picked / penalty)
