@@ -1,4 +1,4 @@
-"""Helpers shared by the token-level families: id masks, eos lookup, config-time id checks."""
+"""Helpers shared by the token-level families: id masks, eos lookup, the missing-eos check."""
 
 from __future__ import annotations
 
@@ -64,16 +64,6 @@ def encoder_ids(ctx: StepContext, rows: int) -> torch.Tensor:
         # Beam search and num_return_sequences expand each prompt into consecutive rows.
         ids = ids.repeat_interleave(rows // ids.shape[0], dim=0)
     return ids
-
-
-def id_range_problems(field: str, ids: Iterable[int], context: CheckContext) -> Iterator[str]:
-    """Token ids at or past ``tokens.vocab_size``, when the config declares a vocab size."""
-    vocab = context.tokens.vocab_size
-    if vocab is None:
-        return
-    outside = sorted({i for i in ids if i >= vocab})
-    if outside:
-        yield f"{field}: token ids {outside} are outside the vocab (tokens.vocab_size = {vocab})"
 
 
 def needs_eos(context: CheckContext) -> Iterator[str]:

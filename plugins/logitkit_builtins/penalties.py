@@ -100,7 +100,7 @@ class EncoderRepetitionPenalty(Processor):
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         vocab = scores.shape[-1]
-        ids = encoder_ids(ctx, scores.shape[0]).clamp(max=vocab)
+        ids = encoder_ids(ctx, scores.shape[0]).to(scores.device).clamp(max=vocab)
         # The inverse of the repetition penalty: dividing by 1/p rewards the tokens.
         return _penalize(scores, ids, 1 / self.config.penalty)
 
