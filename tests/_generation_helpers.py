@@ -11,7 +11,14 @@ from functools import lru_cache
 from typing import Any
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 VOCAB = 96
 PAD = 0
@@ -28,7 +35,15 @@ def tiny_llama(vocab: int = VOCAB, seed: int = 0) -> LlamaForCausalLM:
 
 def tiny_gpt2(vocab: int = VOCAB, seed: int = 0) -> GPT2LMHeadModel:
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=4, n_positions=256, bos_token_id=1, eos_token_id=2)
+    config = GPT2Config(
+        vocab_size=vocab,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_positions=256,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     return GPT2LMHeadModel(config).eval()
 
 
@@ -41,7 +56,9 @@ def tiny_t5(vocab: int = VOCAB, seed: int = 0) -> T5ForConditionalGeneration:
     return T5ForConditionalGeneration(config).eval()
 
 
-def left_padded(lengths: Sequence[int], vocab: int = VOCAB, seed: int = 1, low: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def left_padded(
+    lengths: Sequence[int], vocab: int = VOCAB, seed: int = 1, low: int = 3
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random prompts of the given lengths, left-padded with PAD, and their attention mask."""
     gen = torch.Generator().manual_seed(seed)
     width = max(lengths)
@@ -53,9 +70,13 @@ def left_padded(lengths: Sequence[int], vocab: int = VOCAB, seed: int = 1, low: 
     return ids, mask
 
 
-def frequent_tokens(model: Any, ids: torch.Tensor, mask: torch.Tensor, n: int, **kwargs: Any) -> list[int]:
+def frequent_tokens(
+    model: Any, ids: torch.Tensor, mask: torch.Tensor, n: int, **kwargs: Any
+) -> list[int]:
     """The ``n`` tokens greedy decoding emits most often: eos candidates that the model really produces."""
-    out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=16, pad_token_id=PAD, **kwargs)
+    out = model.generate(
+        ids, attention_mask=mask, do_sample=False, max_new_tokens=16, pad_token_id=PAD, **kwargs
+    )
     new = out[:, -16:].flatten()
     counts = torch.bincount(new, minlength=VOCAB)
     counts[PAD] = 0
@@ -81,7 +102,9 @@ def bpe_tokenizer() -> Any:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=["<pad>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=300,
+        special_tokens=["<pad>", "<eos>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(CORPUS, trainer=trainer)
     return tok
@@ -94,7 +117,14 @@ class Scripted:
     ``filler`` forever. ``delay`` seconds are slept per call (for max_time tests).
     """
 
-    def __init__(self, scripts: Sequence[Sequence[int]], prompt_length: int, vocab: int, filler: int, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        scripts: Sequence[Sequence[int]],
+        prompt_length: int,
+        vocab: int,
+        filler: int,
+        delay: float = 0.0,
+    ) -> None:
         self.scripts = [list(s) for s in scripts]
         self.prompt_length = prompt_length
         self.vocab = vocab

@@ -42,8 +42,23 @@ def t5_eos(t5: object, prompts: tuple[torch.Tensor, torch.Tensor]) -> list[int]:
 
 def test_greedy_matches_transformers_causal_lm_with_left_padding(llama, prompts, llama_eos) -> None:
     ids, mask = prompts
-    ref = llama.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=14, eos_token_id=llama_eos, pad_token_id=PAD)
-    out = logitkit.generate(llama, ids, None, attention_mask=mask, max_new_tokens=14, eos_token_id=llama_eos, pad_token_id=PAD)
+    ref = llama.generate(
+        ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=14,
+        eos_token_id=llama_eos,
+        pad_token_id=PAD,
+    )
+    out = logitkit.generate(
+        llama,
+        ids,
+        None,
+        attention_mask=mask,
+        max_new_tokens=14,
+        eos_token_id=llama_eos,
+        pad_token_id=PAD,
+    )
     assert torch.equal(out.sequences, ref)
     assert "eos" in out.finish_reasons  # the case is not vacuous
 
@@ -51,7 +66,9 @@ def test_greedy_matches_transformers_causal_lm_with_left_padding(llama, prompts,
 def test_greedy_matches_transformers_gpt2() -> None:
     gpt2 = tiny_gpt2()
     ids, _ = left_padded([6, 6, 6])
-    ref = gpt2.generate(ids, do_sample=False, max_new_tokens=10, pad_token_id=PAD, eos_token_id=None)
+    ref = gpt2.generate(
+        ids, do_sample=False, max_new_tokens=10, pad_token_id=PAD, eos_token_id=None
+    )
     out = logitkit.generate(gpt2, ids, None, max_new_tokens=10, pad_token_id=PAD, eos_token_id=[])
     assert torch.equal(out.sequences, ref)
     assert out.finish_reasons == ["length"] * 3
@@ -59,8 +76,12 @@ def test_greedy_matches_transformers_gpt2() -> None:
 
 def test_greedy_matches_transformers_encoder_decoder(t5, prompts, t5_eos) -> None:
     ids, mask = prompts
-    ref = t5.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=12, eos_token_id=t5_eos)
-    out = logitkit.generate(t5, ids, None, attention_mask=mask, max_new_tokens=12, eos_token_id=t5_eos)
+    ref = t5.generate(
+        ids, attention_mask=mask, do_sample=False, max_new_tokens=12, eos_token_id=t5_eos
+    )
+    out = logitkit.generate(
+        t5, ids, None, attention_mask=mask, max_new_tokens=12, eos_token_id=t5_eos
+    )
     assert torch.equal(out.sequences, ref)
     assert out.sequences[0, 0].item() == t5.config.decoder_start_token_id
 
@@ -88,7 +109,9 @@ def test_beam_search_matches_transformers_causal_lm(
         ids, attention_mask=mask, do_sample=False, eos_token_id=llama_eos, pad_token_id=PAD,
         output_scores=True, return_dict_in_generate=True, **settings,
     )  # fmt: skip
-    out = logitkit.generate(llama, ids, None, attention_mask=mask, eos_token_id=llama_eos, pad_token_id=PAD, **settings)
+    out = logitkit.generate(
+        llama, ids, None, attention_mask=mask, eos_token_id=llama_eos, pad_token_id=PAD, **settings
+    )
     assert torch.equal(out.sequences, ref.sequences)
     assert torch.allclose(out.sequences_scores, ref.sequences_scores)
     assert len(out.finish_reasons) == ids.shape[0] * num_return_sequences
@@ -102,29 +125,56 @@ def test_beam_search_matches_transformers_encoder_decoder(
     t5, prompts, t5_eos, num_beams, length_penalty, early_stopping
 ) -> None:
     ids, mask = prompts
-    settings = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping, max_new_tokens=9)
+    settings = dict(
+        num_beams=num_beams,
+        length_penalty=length_penalty,
+        early_stopping=early_stopping,
+        max_new_tokens=9,
+    )
     ref = t5.generate(ids, attention_mask=mask, do_sample=False, eos_token_id=t5_eos, **settings)
     out = logitkit.generate(t5, ids, None, attention_mask=mask, eos_token_id=t5_eos, **settings)
     assert torch.equal(out.sequences, ref)
 
 
-def test_beam_search_finish_reasons_say_eos_where_the_beam_ended_with_eos(llama, prompts, llama_eos) -> None:
+def test_beam_search_finish_reasons_say_eos_where_the_beam_ended_with_eos(
+    llama, prompts, llama_eos
+) -> None:
     ids, mask = prompts
-    out = logitkit.generate(llama, ids, None, attention_mask=mask, eos_token_id=llama_eos, pad_token_id=PAD, num_beams=3, max_new_tokens=10)
+    out = logitkit.generate(
+        llama,
+        ids,
+        None,
+        attention_mask=mask,
+        eos_token_id=llama_eos,
+        pad_token_id=PAD,
+        num_beams=3,
+        max_new_tokens=10,
+    )
     for row, reason in zip(out.new_tokens, out.finish_reasons, strict=True):
         ended_with_eos = any(int(t) in llama_eos for t in row)
         assert (reason == "eos") == ended_with_eos
     assert "eos" in out.finish_reasons
 
 
-def test_processors_see_log_softmax_in_beam_search_like_transformers(llama, prompts, llama_eos) -> None:
+def test_processors_see_log_softmax_in_beam_search_like_transformers(
+    llama, prompts, llama_eos
+) -> None:
     ids, mask = prompts
     pipe = Pipeline.from_config([{"repetition_penalty": 1.3}, {"no_repeat_ngram_size": 2}])
     ref = llama.generate(
         ids, attention_mask=mask, do_sample=False, num_beams=3, max_new_tokens=10, eos_token_id=llama_eos,
         pad_token_id=PAD, repetition_penalty=1.3, no_repeat_ngram_size=2,
     )  # fmt: skip
-    out = logitkit.generate(llama, ids, pipe, attention_mask=mask, num_beams=3, max_new_tokens=10, eos_token_id=llama_eos, pad_token_id=PAD)
+    out = logitkit.generate(
+        llama,
+        ids,
+        pipe,
+        attention_mask=mask,
+        num_beams=3,
+        max_new_tokens=10,
+        eos_token_id=llama_eos,
+        pad_token_id=PAD,
+    )
     assert torch.equal(out.sequences, ref)
 
 
@@ -149,9 +199,16 @@ def test_scores_and_logits_match_transformers(llama, prompts) -> None:
 
 
 @pytest.mark.parametrize("num_return_sequences", [1, 3])
-def test_multinomial_matches_transformers_sampling_under_the_same_seed(llama, prompts, llama_eos, num_return_sequences) -> None:
+def test_multinomial_matches_transformers_sampling_under_the_same_seed(
+    llama, prompts, llama_eos, num_return_sequences
+) -> None:
     ids, mask = prompts
-    pipe = Pipeline.from_config({"processors": [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}], "selector": "multinomial"})
+    pipe = Pipeline.from_config(
+        {
+            "processors": [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}],
+            "selector": "multinomial",
+        }
+    )
     torch.manual_seed(1234)
     ref = llama.generate(
         ids, attention_mask=mask, do_sample=True, temperature=0.8, top_k=50, top_p=0.9, max_new_tokens=16,
@@ -167,25 +224,47 @@ def test_multinomial_matches_transformers_sampling_under_the_same_seed(llama, pr
 
 def test_multinomial_matches_transformers_on_an_encoder_decoder(t5, prompts, t5_eos) -> None:
     ids, mask = prompts
-    pipe = Pipeline.from_config({"processors": [{"temperature": 1.3}, {"top_k": 20}], "selector": "multinomial"})
+    pipe = Pipeline.from_config(
+        {"processors": [{"temperature": 1.3}, {"top_k": 20}], "selector": "multinomial"}
+    )
     torch.manual_seed(7)
-    ref = t5.generate(ids, attention_mask=mask, do_sample=True, temperature=1.3, top_k=20, max_new_tokens=10, eos_token_id=t5_eos)
+    ref = t5.generate(
+        ids,
+        attention_mask=mask,
+        do_sample=True,
+        temperature=1.3,
+        top_k=20,
+        max_new_tokens=10,
+        eos_token_id=t5_eos,
+    )
     torch.manual_seed(7)
-    out = logitkit.generate(t5, ids, pipe, attention_mask=mask, max_new_tokens=10, eos_token_id=t5_eos)
+    out = logitkit.generate(
+        t5, ids, pipe, attention_mask=mask, max_new_tokens=10, eos_token_id=t5_eos
+    )
     assert torch.equal(out.sequences, ref)
 
 
 def test_plain_callable_without_cache_gives_the_cached_greedy_tokens(llama) -> None:
-    ids, mask = left_padded([6, 6, 6])  # unpadded: a plain forward numbers positions 0..n-1 as the cache does
+    ids, mask = left_padded(
+        [6, 6, 6]
+    )  # unpadded: a plain forward numbers positions 0..n-1 as the cache does
 
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return llama(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
-    cached = logitkit.generate(llama, ids, None, attention_mask=mask, max_new_tokens=12, eos_token_id=[])
-    plain = logitkit.generate(forward, ids, None, attention_mask=mask, max_new_tokens=12, eos_token_id=[])
+    cached = logitkit.generate(
+        llama, ids, None, attention_mask=mask, max_new_tokens=12, eos_token_id=[]
+    )
+    plain = logitkit.generate(
+        forward, ids, None, attention_mask=mask, max_new_tokens=12, eos_token_id=[]
+    )
     assert torch.equal(plain.sequences, cached.sequences)
-    beams_cached = logitkit.generate(llama, ids, None, max_new_tokens=8, eos_token_id=[], num_beams=3)
-    beams_plain = logitkit.generate(forward, ids, None, max_new_tokens=8, eos_token_id=[], num_beams=3)
+    beams_cached = logitkit.generate(
+        llama, ids, None, max_new_tokens=8, eos_token_id=[], num_beams=3
+    )
+    beams_plain = logitkit.generate(
+        forward, ids, None, max_new_tokens=8, eos_token_id=[], num_beams=3
+    )
     assert torch.equal(beams_plain.sequences, beams_cached.sequences)
 
 
@@ -195,17 +274,33 @@ def test_plain_callable_with_left_padding_matches_cache(llama, prompts) -> None:
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return llama(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
-    cached = logitkit.generate(llama, ids, None, attention_mask=mask, max_new_tokens=8, eos_token_id=[])
-    plain = logitkit.generate(forward, ids, None, attention_mask=mask, max_new_tokens=8, eos_token_id=[])
+    cached = logitkit.generate(
+        llama, ids, None, attention_mask=mask, max_new_tokens=8, eos_token_id=[]
+    )
+    plain = logitkit.generate(
+        forward, ids, None, attention_mask=mask, max_new_tokens=8, eos_token_id=[]
+    )
     assert torch.equal(plain.sequences, cached.sequences)
 
 
 def test_settings_come_from_the_pipeline_generation_section(llama, prompts) -> None:
     ids, mask = prompts
-    pipe = Pipeline.from_config({"processors": [], "generation": {"max_new_tokens": 4, "num_beams": 2}})
+    pipe = Pipeline.from_config(
+        {"processors": [], "generation": {"max_new_tokens": 4, "num_beams": 2}}
+    )
     out = logitkit.generate(llama, ids, pipe, attention_mask=mask, eos_token_id=[])
-    ref = llama.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=4, num_beams=2, eos_token_id=None, pad_token_id=PAD)
+    ref = llama.generate(
+        ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=4,
+        num_beams=2,
+        eos_token_id=None,
+        pad_token_id=PAD,
+    )
     assert torch.equal(out.sequences, ref)
     # keyword arguments override the section
-    longer = logitkit.generate(llama, ids, pipe, attention_mask=mask, eos_token_id=[], max_new_tokens=6)
+    longer = logitkit.generate(
+        llama, ids, pipe, attention_mask=mask, eos_token_id=[], max_new_tokens=6
+    )
     assert longer.new_tokens.shape[1] == 6

@@ -25,17 +25,41 @@ def prompts() -> tuple[torch.Tensor, torch.Tensor]:
     return left_padded([5, 7, 3, 7])
 
 
-@pytest.mark.parametrize(("num_beams", "length_penalty", "early_stopping"), [(2, 1.0, False), (3, 0.5, True), (4, 2.0, "never")])
-def test_one_group_equals_transformers_beam_search(llama, prompts, num_beams, length_penalty, early_stopping) -> None:
+@pytest.mark.parametrize(
+    ("num_beams", "length_penalty", "early_stopping"),
+    [(2, 1.0, False), (3, 0.5, True), (4, 2.0, "never")],
+)
+def test_one_group_equals_transformers_beam_search(
+    llama, prompts, num_beams, length_penalty, early_stopping
+) -> None:
     ids, mask = prompts
     eos = frequent_tokens(llama, ids, mask, n=2)
-    settings = dict(num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping, max_new_tokens=10, num_return_sequences=2)
-    ref = llama.generate(ids, attention_mask=mask, do_sample=False, eos_token_id=eos, pad_token_id=PAD, **settings)
-    out = logitkit.generate(llama, ids, None, attention_mask=mask, eos_token_id=eos, pad_token_id=PAD, search="group_beam_search", **settings)
+    settings = dict(
+        num_beams=num_beams,
+        length_penalty=length_penalty,
+        early_stopping=early_stopping,
+        max_new_tokens=10,
+        num_return_sequences=2,
+    )
+    ref = llama.generate(
+        ids, attention_mask=mask, do_sample=False, eos_token_id=eos, pad_token_id=PAD, **settings
+    )
+    out = logitkit.generate(
+        llama,
+        ids,
+        None,
+        attention_mask=mask,
+        eos_token_id=eos,
+        pad_token_id=PAD,
+        search="group_beam_search",
+        **settings,
+    )
     assert torch.equal(out.sequences, ref)
 
 
-def hamming_4x(scores, current_tokens, beam_group_idx, diversity_penalty, num_beams, num_beam_groups):  # type: ignore[no-untyped-def]
+def hamming_4x(
+    scores, current_tokens, beam_group_idx, diversity_penalty, num_beams, num_beam_groups
+):  # type: ignore[no-untyped-def]
     """transformers 4.x HammingDiversityLogitsProcessor.__call__, loop and all."""
     num_sub_beams = num_beams // num_beam_groups
     batch_size = current_tokens.shape[0] // num_beams
@@ -47,9 +71,15 @@ def hamming_4x(scores, current_tokens, beam_group_idx, diversity_penalty, num_be
         return scores
     scores_processed = scores.clone()
     for batch_idx in range(batch_size):
-        previous_group_tokens = current_tokens[batch_idx * num_beams : batch_idx * num_beams + group_start_idx]
-        token_frequency = torch.bincount(previous_group_tokens, minlength=vocab_size).to(scores.device)
-        scores_processed[batch_idx * group_size : (batch_idx + 1) * group_size] -= diversity_penalty * token_frequency
+        previous_group_tokens = current_tokens[
+            batch_idx * num_beams : batch_idx * num_beams + group_start_idx
+        ]
+        token_frequency = torch.bincount(previous_group_tokens, minlength=vocab_size).to(
+            scores.device
+        )
+        scores_processed[batch_idx * group_size : (batch_idx + 1) * group_size] -= (
+            diversity_penalty * token_frequency
+        )
     return scores_processed
 
 
@@ -66,10 +96,16 @@ def test_diversity_penalty_equals_transformers_4x(num_beams: int, groups: int) -
 
 def test_diversity_penalty_makes_groups_differ(llama, prompts) -> None:
     ids, mask = prompts
-    common = dict(num_beams=4, num_beam_groups=4, num_return_sequences=4, max_new_tokens=6, eos_token_id=[])
+    common = dict(
+        num_beams=4, num_beam_groups=4, num_return_sequences=4, max_new_tokens=6, eos_token_id=[]
+    )
     same = logitkit.generate(llama, ids, None, attention_mask=mask, diversity_penalty=0.0, **common)
-    diverse = logitkit.generate(llama, ids, None, attention_mask=mask, diversity_penalty=50.0, **common)
-    greedy = logitkit.generate(llama, ids, None, attention_mask=mask, max_new_tokens=6, eos_token_id=[])
+    diverse = logitkit.generate(
+        llama, ids, None, attention_mask=mask, diversity_penalty=50.0, **common
+    )
+    greedy = logitkit.generate(
+        llama, ids, None, attention_mask=mask, max_new_tokens=6, eos_token_id=[]
+    )
     for prompt in range(ids.shape[0]):
         rows = slice(4 * prompt, 4 * prompt + 4)
         # Without a penalty every one-beam group is greedy decoding.
@@ -81,9 +117,27 @@ def test_diversity_penalty_makes_groups_differ(llama, prompts) -> None:
 def test_group_beam_search_on_an_encoder_decoder() -> None:
     t5 = tiny_t5()
     ids, mask = left_padded([5, 7])
-    out = logitkit.generate(t5, ids, None, attention_mask=mask, num_beams=4, num_beam_groups=2, diversity_penalty=1.0, num_return_sequences=2, max_new_tokens=5)
+    out = logitkit.generate(
+        t5,
+        ids,
+        None,
+        attention_mask=mask,
+        num_beams=4,
+        num_beam_groups=2,
+        diversity_penalty=1.0,
+        num_return_sequences=2,
+        max_new_tokens=5,
+    )
     assert out.sequences.shape[0] == 4
     assert len(out.finish_reasons) == 4 and out.sequences_scores is not None
     ref = t5.generate(ids, attention_mask=mask, num_beams=2, max_new_tokens=5, do_sample=False)
-    one_group = logitkit.generate(t5, ids, None, attention_mask=mask, num_beams=2, search="group_beam_search", max_new_tokens=5)
+    one_group = logitkit.generate(
+        t5,
+        ids,
+        None,
+        attention_mask=mask,
+        num_beams=2,
+        search="group_beam_search",
+        max_new_tokens=5,
+    )
     assert torch.equal(one_group.sequences, ref)

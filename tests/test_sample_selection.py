@@ -26,10 +26,34 @@ def test_same_seeds_give_the_same_tokens_and_other_seeds_do_not(llama) -> None:
     ids, mask = left_padded([4, 6, 6])
     pipe = Pipeline.from_config(SAMPLING)
     assert pipe.selector is not None and pipe.selector.name == "sample"
-    first = logitkit.generate(llama, ids, pipe, attention_mask=mask, seeds=[11, 12, 13], max_new_tokens=12, eos_token_id=[])
+    first = logitkit.generate(
+        llama,
+        ids,
+        pipe,
+        attention_mask=mask,
+        seeds=[11, 12, 13],
+        max_new_tokens=12,
+        eos_token_id=[],
+    )
     torch.manual_seed(999)  # the global RNG plays no part when seeds are given
-    again = logitkit.generate(llama, ids, pipe, attention_mask=mask, seeds=[11, 12, 13], max_new_tokens=12, eos_token_id=[])
-    other = logitkit.generate(llama, ids, pipe, attention_mask=mask, seeds=[21, 22, 23], max_new_tokens=12, eos_token_id=[])
+    again = logitkit.generate(
+        llama,
+        ids,
+        pipe,
+        attention_mask=mask,
+        seeds=[11, 12, 13],
+        max_new_tokens=12,
+        eos_token_id=[],
+    )
+    other = logitkit.generate(
+        llama,
+        ids,
+        pipe,
+        attention_mask=mask,
+        seeds=[21, 22, 23],
+        max_new_tokens=12,
+        eos_token_id=[],
+    )
     assert torch.equal(first.sequences, again.sequences)
     assert not torch.equal(first.new_tokens, other.new_tokens)
 
@@ -38,7 +62,9 @@ def test_a_row_samples_the_same_tokens_alone_or_in_a_batch_of_8(llama) -> None:
     ids, mask = left_padded([6] * 8, seed=5)
     seeds = torch.arange(100, 108)
     pipe = Pipeline.from_config(SAMPLING)
-    batch = logitkit.generate(llama, ids, pipe, attention_mask=mask, seeds=seeds, max_new_tokens=10, eos_token_id=[])
+    batch = logitkit.generate(
+        llama, ids, pipe, attention_mask=mask, seeds=seeds, max_new_tokens=10, eos_token_id=[]
+    )
     for row in (0, 3, 7):
         alone = logitkit.generate(
             llama, ids[row : row + 1], pipe, attention_mask=mask[row : row + 1], seeds=seeds[row : row + 1],
@@ -47,7 +73,13 @@ def test_a_row_samples_the_same_tokens_alone_or_in_a_batch_of_8(llama) -> None:
         assert torch.equal(alone.sequences[0], batch.sequences[row])
     # and at another position in the batch
     moved = logitkit.generate(
-        llama, ids.flip(0), pipe, attention_mask=mask.flip(0), seeds=seeds.flip(0), max_new_tokens=10, eos_token_id=[]
+        llama,
+        ids.flip(0),
+        pipe,
+        attention_mask=mask.flip(0),
+        seeds=seeds.flip(0),
+        max_new_tokens=10,
+        eos_token_id=[],
     )
     assert torch.equal(moved.sequences.flip(0), batch.sequences)
 
@@ -56,10 +88,17 @@ def test_selector_alone_is_batch_invariant_bit_for_bit() -> None:
     pipe = Pipeline.from_config({"processors": [], "selector": "sample"})
     scores = torch.randn(8, 50, generator=torch.Generator().manual_seed(0))
     seeds = torch.arange(8) * 7 + 3
-    ctx = StepContext(input_ids=torch.zeros(8, 1, dtype=torch.long), prompt_length=1, step=4, seeds=seeds)
+    ctx = StepContext(
+        input_ids=torch.zeros(8, 1, dtype=torch.long), prompt_length=1, step=4, seeds=seeds
+    )
     together = pipe.select(scores, ctx)
     for row in range(8):
-        one = StepContext(input_ids=torch.zeros(1, 1, dtype=torch.long), prompt_length=1, step=4, seeds=seeds[row : row + 1])
+        one = StepContext(
+            input_ids=torch.zeros(1, 1, dtype=torch.long),
+            prompt_length=1,
+            step=4,
+            seeds=seeds[row : row + 1],
+        )
         assert pipe.select(scores[row : row + 1], one).item() == together[row].item()
 
 
@@ -72,12 +111,22 @@ def test_sample_frequencies_match_the_processed_distribution(across: str) -> Non
     probs = torch.softmax(processed, dim=-1)[0]
     n = 20_000 if across == "rows" else 4_000
     if across == "rows":  # one draw per seed
-        ctx = StepContext(input_ids=torch.zeros(n, 1, dtype=torch.long), prompt_length=1, step=0, seeds=torch.arange(n))
+        ctx = StepContext(
+            input_ids=torch.zeros(n, 1, dtype=torch.long),
+            prompt_length=1,
+            step=0,
+            seeds=torch.arange(n),
+        )
         draws = pipe.select(processed.expand(n, -1), ctx)
     else:  # one seed, one draw per step
         chunks = []
         for step in range(n):
-            ctx = StepContext(input_ids=torch.zeros(1, 1, dtype=torch.long), prompt_length=1, step=step, seeds=torch.tensor([42]))
+            ctx = StepContext(
+                input_ids=torch.zeros(1, 1, dtype=torch.long),
+                prompt_length=1,
+                step=step,
+                seeds=torch.tensor([42]),
+            )
             chunks.append(pipe.select(processed, ctx))
         draws = torch.cat(chunks)
     counts = torch.bincount(draws, minlength=30).double()
@@ -90,16 +139,32 @@ def test_sample_frequencies_match_the_processed_distribution(across: str) -> Non
 
 def test_temperature_zero_is_greedy_for_every_selector(llama) -> None:
     ids, mask = left_padded([5, 7, 3])
-    greedy = logitkit.generate(llama, ids, None, attention_mask=mask, max_new_tokens=10, eos_token_id=[])
+    greedy = logitkit.generate(
+        llama, ids, None, attention_mask=mask, max_new_tokens=10, eos_token_id=[]
+    )
     for selector in ("sample", "multinomial", "greedy"):
-        pipe = Pipeline.from_config({"processors": [{"temperature": 0}, {"top_k": 50}, {"top_p": 0.9}], "selector": selector})
-        out = logitkit.generate(llama, ids, pipe, attention_mask=mask, max_new_tokens=10, eos_token_id=[], seed=5)
+        pipe = Pipeline.from_config(
+            {
+                "processors": [{"temperature": 0}, {"top_k": 50}, {"top_p": 0.9}],
+                "selector": selector,
+            }
+        )
+        out = logitkit.generate(
+            llama, ids, pipe, attention_mask=mask, max_new_tokens=10, eos_token_id=[], seed=5
+        )
         assert torch.equal(out.sequences, greedy.sequences), selector
 
 
 def test_temperature_zero_inside_transformers_generate(llama) -> None:
     ids, mask = left_padded([5, 7, 3])
-    greedy = llama.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=8, pad_token_id=PAD, eos_token_id=None)
+    greedy = llama.generate(
+        ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=8,
+        pad_token_id=PAD,
+        eos_token_id=None,
+    )
     pipe = Pipeline.from_config([{"temperature": 0}, {"top_k": 50}])
     # transformers refuses temperature=0 in its own config; through the pipeline it is plain greedy.
     sampled = llama.generate(

@@ -25,8 +25,16 @@ def encode(tok: object, text: str) -> list[int]:
 def run(tok, scripts, *, prompt=None, **settings):
     vocab = tok.get_vocab_size()
     prompt_ids = torch.tensor(prompt or [encode(tok, "the")[0]] * 1).repeat(len(scripts), 1)
-    model = Scripted(scripts, prompt_ids.shape[1], vocab, filler=encode(tok, "o")[0], delay=settings.pop("delay", 0.0))
-    return logitkit.generate(model, prompt_ids, None, tokenizer=tok, eos_token_id=EOS, pad_token_id=PAD, **settings)
+    model = Scripted(
+        scripts,
+        prompt_ids.shape[1],
+        vocab,
+        filler=encode(tok, "o")[0],
+        delay=settings.pop("delay", 0.0),
+    )
+    return logitkit.generate(
+        model, prompt_ids, None, tokenizer=tok, eos_token_id=EOS, pad_token_id=PAD, **settings
+    )
 
 
 def test_cjk_stop_string_split_over_byte_pieces_is_found(tok) -> None:
@@ -35,7 +43,12 @@ def test_cjk_stop_string_split_over_byte_pieces_is_found(tok) -> None:
     table = token_bytes(tok)
     # Locate the tokens that spell 小猫 and check that the case is the hard one.
     stop = "小猫".encode()
-    spans = [(i, j) for i in range(len(ids)) for j in range(i + 1, len(ids) + 1) if stop in b"".join(table[t] for t in ids[i:j])]
+    spans = [
+        (i, j)
+        for i in range(len(ids))
+        for j in range(i + 1, len(ids) + 1)
+        if stop in b"".join(table[t] for t in ids[i:j])
+    ]
     first_end = min(j for _, j in spans)
     start = max(i for i, j in spans if j == first_end)
     pieces = [table[t] for t in ids[start:first_end]]
@@ -61,7 +74,9 @@ def test_ascii_stop_string_across_token_boundaries(tok) -> None:
     out = run(tok, [ids], stop_strings=["k bro"], max_new_tokens=len(ids) + 5)
     generated = tok.decode(out.new_tokens[0].tolist())
     assert out.finish_reasons == ["stop_string"]
-    assert generated.endswith("k brow") or generated.endswith("k bro")  # stops at the token completing it
+    assert generated.endswith("k brow") or generated.endswith(
+        "k bro"
+    )  # stops at the token completing it
     assert "fox" not in generated
 
 
@@ -82,7 +97,9 @@ def test_finish_reasons_for_every_way_a_row_ends(tok) -> None:
     out = run(tok, scripts, stop_strings=["stop"], max_new_tokens=8)
     assert out.finish_reasons == ["eos", "stop_string", "length"]
     eos_row = out.new_tokens[0].tolist()
-    assert eos_row[:3] == [filler, filler, EOS] and set(eos_row[3:]) == {PAD}  # finished rows are padded
+    assert eos_row[:3] == [filler, filler, EOS] and set(eos_row[3:]) == {
+        PAD
+    }  # finished rows are padded
     assert out.new_tokens.shape[1] == 8
 
 
@@ -90,7 +107,14 @@ def test_eos_as_a_list_of_ids(tok) -> None:
     a, b = encode(tok, "x")[0], encode(tok, "q")[0]
     filler = encode(tok, "o")[0]
     model = Scripted([[filler, a], [b], [filler] * 9], 1, tok.get_vocab_size(), filler)
-    out = logitkit.generate(model, torch.full((3, 1), filler), None, eos_token_id=[a, b], pad_token_id=PAD, max_new_tokens=5)
+    out = logitkit.generate(
+        model,
+        torch.full((3, 1), filler),
+        None,
+        eos_token_id=[a, b],
+        pad_token_id=PAD,
+        max_new_tokens=5,
+    )
     assert out.finish_reasons == ["eos", "eos", "length"]
 
 
@@ -120,4 +144,6 @@ def test_bad_generation_settings_are_config_errors() -> None:
 
 
 def test_every_criterion_is_registered_through_the_hook(reg) -> None:
-    assert {"eos", "stop_strings", "max_new_tokens", "max_length", "max_time"} <= set(reg.stopping_criteria)
+    assert {"eos", "stop_strings", "max_new_tokens", "max_length", "max_time"} <= set(
+        reg.stopping_criteria
+    )

@@ -30,7 +30,10 @@ def preferring(vocab: int, scores: dict[int, float]):
 
 def test_trailing_token_is_regenerated_as_its_best_extension(tok) -> None:
     vocab = tok.get_vocab()
-    healed_text, plain_text = "full st", "brown f"  # 'st' extends to 'stop'; 'Ġf' has no longer token
+    healed_text, plain_text = (
+        "full st",
+        "brown f",
+    )  # 'st' extends to 'stop'; 'Ġf' has no longer token
     rows = [tok.encode(healed_text).ids, tok.encode(plain_text).ids]
     width = max(map(len, rows))
     ids = torch.tensor([[PAD] * (width - len(r)) + r for r in rows])
@@ -38,11 +41,30 @@ def test_trailing_token_is_regenerated_as_its_best_extension(tok) -> None:
     assert tok.id_to_token(rows[0][-1]) == "st" and "stop" in vocab
     model = preferring(tok.get_vocab_size(), {vocab["o"]: 10.0, vocab["stop"]: 5.0})
 
-    out = logitkit.generate(model, ids, None, attention_mask=mask, tokenizer=tok, token_healing=True, max_new_tokens=2, eos_token_id=[], pad_token_id=PAD)
-    plain = logitkit.generate(model, ids, None, attention_mask=mask, tokenizer=tok, max_new_tokens=2, eos_token_id=[], pad_token_id=PAD)
+    out = logitkit.generate(
+        model,
+        ids,
+        None,
+        attention_mask=mask,
+        tokenizer=tok,
+        token_healing=True,
+        max_new_tokens=2,
+        eos_token_id=[],
+        pad_token_id=PAD,
+    )
+    plain = logitkit.generate(
+        model,
+        ids,
+        None,
+        attention_mask=mask,
+        tokenizer=tok,
+        max_new_tokens=2,
+        eos_token_id=[],
+        pad_token_id=PAD,
+    )
 
     # Row 0: 'st' was trimmed (one more pad on the left) and came back as 'stop', the best extension.
-    assert out.sequences[0, :width].tolist() == [PAD] + ids[0, :-1].tolist()
+    assert out.sequences[0, :width].tolist() == [PAD, *ids[0, :-1].tolist()]
     assert out.new_tokens[0, 0].item() == vocab["stop"]
     assert tok.decode(out.sequences[0].tolist(), skip_special_tokens=True).startswith("full stop")
     # Without healing the model's favourite comes first.

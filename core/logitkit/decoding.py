@@ -108,7 +108,9 @@ class DecodingJob:
         encoder_ids = None
         if self.encoder_input_ids is not None:
             encoder_ids = self.encoder_input_ids.repeat_interleave(expand, dim=0)
-        return DecodingState(sequences, full_mask, length, logits, self.row_seeds(expand), encoder_ids)
+        return DecodingState(
+            sequences, full_mask, length, logits, self.row_seeds(expand), encoder_ids
+        )
 
     def row_seeds(self, expand: int) -> torch.Tensor | None:
         """Seeds per expanded row: the prompt's seed for its first copy, a derived one for the others."""
@@ -121,7 +123,9 @@ class DecodingJob:
 
     # -- per step -------------------------------------------------------------------
 
-    def context(self, state: DecodingState, sequences: torch.Tensor, *, beam_search: bool = False) -> StepContext:
+    def context(
+        self, state: DecodingState, sequences: torch.Tensor, *, beam_search: bool = False
+    ) -> StepContext:
         length = int(sequences.shape[-1])
         return StepContext(
             input_ids=sequences,
@@ -137,7 +141,9 @@ class DecodingJob:
             extra=self.pipeline.extra_context(),
         )
 
-    def choose(self, logits: torch.Tensor, ctx: StepContext, keep_scores: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def choose(
+        self, logits: torch.Tensor, ctx: StepContext, keep_scores: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Processors then selector: ``(tokens, processed scores or None)``.
 
         Samples straight from the fused candidate view when the chain allows it
@@ -155,7 +161,9 @@ class DecodingJob:
             processed = pipe.process(logits, ctx)
         return pipe.select(processed, ctx, raw=logits), processed
 
-    def stop_codes(self, sequences: torch.Tensor, criteria: list[StoppingCriterion] | None = None) -> torch.Tensor | None:
+    def stop_codes(
+        self, sequences: torch.Tensor, criteria: list[StoppingCriterion] | None = None
+    ) -> torch.Tensor | None:
         """Per row, the finish-reason code of the first criterion that fires (0: none), or None if none fired."""
         step = int(sequences.shape[-1]) - self.prompt_length
         codes: torch.Tensor | None = None
@@ -163,7 +171,9 @@ class DecodingJob:
             hit = criterion.check(sequences, step)
             if hit is None:
                 continue
-            code = torch.tensor(reason_code(criterion.reason), dtype=torch.int8, device=sequences.device)
+            code = torch.tensor(
+                reason_code(criterion.reason), dtype=torch.int8, device=sequences.device
+            )
             if codes is None:
                 codes = torch.where(hit, code, torch.zeros_like(code))
             else:

@@ -39,7 +39,9 @@ def _settings(pipeline: Pipeline, overrides: dict[str, Any]) -> GenerationSettin
     try:
         return GenerationSettings.model_validate({**base, **overrides})
     except ValidationError as exc:
-        raise ConfigError(validation_problems(exc, GenerationSettings, SOURCE, "generation")) from None
+        raise ConfigError(
+            validation_problems(exc, GenerationSettings, SOURCE, "generation")
+        ) from None
 
 
 def _ids(value: int | Sequence[int] | torch.Tensor | None) -> tuple[int, ...] | None:
@@ -69,7 +71,9 @@ def _search_name(settings: GenerationSettings) -> str:
 
 
 def _criteria(reg: Registry, context: StopContext) -> list[StoppingCriterion]:
-    entries = sorted(reg.stopping_criteria.values(), key=lambda e: (getattr(e.cls, "priority", 0), e.name))
+    entries = sorted(
+        reg.stopping_criteria.values(), key=lambda e: (getattr(e.cls, "priority", 0), e.name)
+    )
     built = [entry.cls.from_settings(context) for entry in entries]
     return [c for c in built if c is not None]
 
@@ -124,15 +128,23 @@ def generate(
     encoder_ids = encoder_mask = None
     decoder_ids, decoder_mask = input_ids, attention_mask
     if runner.is_encoder_decoder:
-        start = decoder_start_token_id if decoder_start_token_id is not None else pipeline.tokens.decoder_start
+        start = (
+            decoder_start_token_id
+            if decoder_start_token_id is not None
+            else pipeline.tokens.decoder_start
+        )
         if start is None:
             start = _model_setting(model, "decoder_start_token_id")
         if start is None:
             start = _model_setting(model, "bos_token_id")
         if start is None:
-            raise ValueError("an encoder-decoder needs decoder_start_token_id (argument, tokens.decoder_start, or model config)")
+            raise ValueError(
+                "an encoder-decoder needs decoder_start_token_id (argument, tokens.decoder_start, or model config)"
+            )
         encoder_ids, encoder_mask = input_ids, attention_mask
-        decoder_ids = torch.full((input_ids.shape[0], 1), int(start), dtype=torch.long, device=input_ids.device)
+        decoder_ids = torch.full(
+            (input_ids.shape[0], 1), int(start), dtype=torch.long, device=input_ids.device
+        )
         decoder_mask = torch.ones_like(decoder_ids)
 
     healed = None
@@ -150,21 +162,43 @@ def generate(
         limits.append(prompt_length + config.max_new_tokens)
     if config.max_length is not None:
         limits.append(config.max_length)
-    max_length = min(limits) if limits else max(DEFAULT_MAX_LENGTH, int(_model_setting(model, "max_length") or 0))
+    max_length = (
+        min(limits)
+        if limits
+        else max(DEFAULT_MAX_LENGTH, int(_model_setting(model, "max_length") or 0))
+    )
     if max_length <= prompt_length:
         raise ConfigError(
-            [Problem(SOURCE, "generation.max_length", f"must exceed the prompt length {prompt_length} (got {max_length})")]
+            [
+                Problem(
+                    SOURCE,
+                    "generation.max_length",
+                    f"must exceed the prompt length {prompt_length} (got {max_length})",
+                )
+            ]
         )
 
     if config.stop_strings and tokenizer is None:
-        raise ConfigError([Problem(SOURCE, "generation.stop_strings", "need a tokenizer: pass tokenizer= to generate()")])
-    stop_context = StopContext(config, tuple(eos), prompt_length, max_length, tokenizer, time.monotonic())
+        raise ConfigError(
+            [
+                Problem(
+                    SOURCE,
+                    "generation.stop_strings",
+                    "need a tokenizer: pass tokenizer= to generate()",
+                )
+            ]
+        )
+    stop_context = StopContext(
+        config, tuple(eos), prompt_length, max_length, tokenizer, time.monotonic()
+    )
 
     row_seeds = None
     if seeds is not None:
         row_seeds = torch.as_tensor(seeds, dtype=torch.int64).flatten()
         if row_seeds.shape[0] != input_ids.shape[0]:
-            raise ValueError(f"seeds has {row_seeds.shape[0]} entries for {input_ids.shape[0]} prompts")
+            raise ValueError(
+                f"seeds has {row_seeds.shape[0]} entries for {input_ids.shape[0]} prompts"
+            )
     elif config.seed is not None:
         row_seeds = torch.full((input_ids.shape[0],), config.seed, dtype=torch.int64)
 
@@ -189,7 +223,13 @@ def generate(
     entry = reg.search_strategies.get(name)
     if entry is None:
         known = ", ".join(sorted(reg.search_strategies)) or "none"
-        raise ConfigError([Problem(SOURCE, "generation.search", f"unknown search strategy {name!r}; known: {known}")])
+        raise ConfigError(
+            [
+                Problem(
+                    SOURCE, "generation.search", f"unknown search strategy {name!r}; known: {known}"
+                )
+            ]
+        )
     pipeline.reset()
     with torch.inference_mode():
         output: GenerationOutput = entry.value(job)

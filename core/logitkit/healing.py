@@ -25,12 +25,17 @@ class HealedPrompts:
     #: Per healed row, the token ids the first generated token may take.
     extensions: dict[int, list[int]]
 
-    def first_step_mask(self, rows: int, vocab_size: int, expand: int, device: torch.device) -> torch.Tensor:
+    def first_step_mask(
+        self, rows: int, vocab_size: int, expand: int, device: torch.device
+    ) -> torch.Tensor:
         """Bool ``[rows, vocab]``: True where the first token is allowed (rows repeated ``expand`` times)."""
         allowed = torch.ones(rows // expand, vocab_size, dtype=torch.bool, device=device)
         for row, ids in self.extensions.items():
             allowed[row] = False
-            allowed[row, torch.tensor([i for i in ids if i < vocab_size], dtype=torch.long, device=device)] = True
+            allowed[
+                row,
+                torch.tensor([i for i in ids if i < vocab_size], dtype=torch.long, device=device),
+            ] = True
         return allowed.repeat_interleave(expand, dim=0)
 
 
@@ -55,7 +60,9 @@ def heal_prompts(
             continue
         if tail not in by_prefix_cache:
             prefix = strings.get(tail, "")
-            by_prefix_cache[tail] = [i for i, s in strings.items() if prefix and s.startswith(prefix)]
+            by_prefix_cache[tail] = [
+                i for i, s in strings.items() if prefix and s.startswith(prefix)
+            ]
         found = by_prefix_cache[tail]
         if len(found) <= 1:
             continue  # nothing longer to heal into

@@ -107,7 +107,9 @@ class EncoderDecoderRunner:
         encoder = self.model.get_encoder()
         outputs = encoder(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
         if expand > 1:
-            outputs["last_hidden_state"] = outputs.last_hidden_state.repeat_interleave(expand, dim=0)
+            outputs["last_hidden_state"] = outputs.last_hidden_state.repeat_interleave(
+                expand, dim=0
+            )
             attention_mask = attention_mask.repeat_interleave(expand, dim=0)
         self.encoder_outputs = outputs
         self.encoder_mask = attention_mask
@@ -146,7 +148,9 @@ class CallableRunner:
         logits = self.fn(input_ids, attention_mask)
         logits = getattr(logits, "logits", logits)
         if not isinstance(logits, torch.Tensor):
-            raise TypeError(f"the model callable returned {type(logits).__name__}, not a tensor of logits")
+            raise TypeError(
+                f"the model callable returned {type(logits).__name__}, not a tensor of logits"
+            )
         return _last_logits(logits)
 
     def start(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -171,4 +175,6 @@ def runner_for(model: Any) -> Runner:
         return CausalLMRunner(model)
     if callable(model):
         return CallableRunner(model)
-    raise TypeError(f"cannot generate with {type(model).__name__}: pass a transformers model or a callable")
+    raise TypeError(
+        f"cannot generate with {type(model).__name__}: pass a transformers model or a callable"
+    )

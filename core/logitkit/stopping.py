@@ -24,7 +24,9 @@ def reason_code(reason: str) -> int:
     try:
         return FINISH_REASONS.index(reason)
     except ValueError:
-        raise ValueError(f"unknown finish reason {reason!r}; known: {', '.join(FINISH_REASONS[1:])}") from None
+        raise ValueError(
+            f"unknown finish reason {reason!r}; known: {', '.join(FINISH_REASONS[1:])}"
+        ) from None
 
 
 @dataclass(frozen=True)

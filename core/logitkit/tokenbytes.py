@@ -49,11 +49,16 @@ def _is_byte_level(vocab: dict[str, int]) -> bool:
     return bool(vocab) and all(ch in alphabet for token in vocab for ch in token)
 
 
+#: Recently used tables, keyed by tokenizer identity (the tokenizer is kept so its id stays unique).
+_TABLES: dict[int, tuple[Any, tuple[bytes, ...]]] = {}
+_TABLES_KEPT = 4
+
+
 def token_bytes(tokenizer: Any) -> list[bytes]:
-    """The bytes each token id stands for (index = id); cached on the tokenizer object."""
-    cached = getattr(tokenizer, "_logitkit_token_bytes", None)
-    if cached is not None:
-        return list(cached)
+    """The bytes each token id stands for (index = id); built once per tokenizer object."""
+    cached = _TABLES.get(id(tokenizer))
+    if cached is not None and cached[0] is tokenizer:
+        return list(cached[1])
     vocab = vocabulary(tokenizer)
     size = max(vocab.values(), default=-1) + 1
     table = [b""] * size
@@ -67,10 +72,9 @@ def token_bytes(tokenizer: Any) -> list[bytes]:
             table[token_id] = bytes(alphabet[ch] for ch in token)
         else:
             table[token_id] = token.replace("\u2581", " ").encode("utf-8")
-    try:
-        tokenizer._logitkit_token_bytes = tuple(table)
-    except AttributeError:  # some tokenizers forbid new attributes; then we rebuild each time
-        pass
+    if len(_TABLES) >= _TABLES_KEPT:
+        _TABLES.pop(next(iter(_TABLES)))
+    _TABLES[id(tokenizer)] = (tokenizer, tuple(table))
     return table
 
 

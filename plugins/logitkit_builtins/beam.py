@@ -43,7 +43,9 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
     top_num_beam_mask[:num_beams] = True
 
     fill = (job.pad or job.eos[0]) if job.eos else -1
-    running_sequences = torch.full((batch, num_beams, max_length), fill, dtype=torch.long, device=device)
+    running_sequences = torch.full(
+        (batch, num_beams, max_length), fill, dtype=torch.long, device=device
+    )
     running_sequences[:, :, :prompt_length] = state.sequences.view(batch, num_beams, prompt_length)
     sequences = running_sequences.clone()
     # Only the first beam starts live, so the first step does not pick the same token num_beams times.
@@ -72,7 +74,9 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
         if settings.output_scores:
             scores_seen.append(log_probs)
         vocab = log_probs.shape[-1]
-        totals = (log_probs.view(batch, num_beams, vocab) + running_scores[:, :, None]).view(batch, -1)
+        totals = (log_probs.view(batch, num_beams, vocab) + running_scores[:, :, None]).view(
+            batch, -1
+        )
 
         # Top continuations over all beams of a prompt.
         topk_log_probs, topk_indices = torch.topk(totals, k=beams_to_keep)
@@ -80,7 +84,9 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
         topk_beam_indices = gather_beams(running_beam_indices, source_beam)
         topk_sequences = gather_beams(running_sequences, source_beam)
         topk_sequences[:, :, cur_len] = topk_indices % vocab
-        topk_beam_indices[:, :, cur_len - prompt_length] = (source_beam + batch_offset).to(torch.int32)
+        topk_beam_indices[:, :, cur_len - prompt_length] = (source_beam + batch_offset).to(
+            torch.int32
+        )
 
         # Which candidates finish now, and why.
         candidates = topk_sequences[:, :, : cur_len + 1].reshape(batch * beams_to_keep, cur_len + 1)
@@ -112,7 +118,9 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
         finished = gather_beams(torch.cat((finished, just_finished), dim=1), best)
         finished_codes = gather_beams(torch.cat((finished_codes, codes), dim=1), best)
 
-        job.runner.reorder(running_beam_indices[..., cur_len - prompt_length].reshape(-1).to(torch.long))
+        job.runner.reorder(
+            running_beam_indices[..., cur_len - prompt_length].reshape(-1).to(torch.long)
+        )
         cur_len += 1
 
         # Can a running beam still beat the worst finished one?
@@ -129,7 +137,8 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
             break
         state.length = cur_len
         logits = job.runner.advance(
-            running_sequences[:, :, :cur_len].reshape(batch * num_beams, cur_len), state.attention_mask
+            running_sequences[:, :, :cur_len].reshape(batch * num_beams, cur_len),
+            state.attention_mask,
         )
 
     keep_n = settings.num_return_sequences

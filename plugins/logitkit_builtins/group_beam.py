@@ -59,7 +59,12 @@ class Hypotheses:
 
 
 def diversity_penalty(
-    scores: torch.Tensor, current_tokens: torch.Tensor, batch: int, num_beams: int, group_start: int, penalty: float
+    scores: torch.Tensor,
+    current_tokens: torch.Tensor,
+    batch: int,
+    num_beams: int,
+    group_start: int,
+    penalty: float,
 ) -> torch.Tensor:
     """Lower each token by ``penalty`` times how often earlier groups of the same prompt chose it this step."""
     if group_start == 0 or penalty == 0.0:
@@ -98,18 +103,24 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
     ended_by = "length"
     n_keep = max(2, 1 + len(eos)) * group_size
     while True:
-        cur_len = input_ids.shape[-1]
+        input_ids.shape[-1]
         current_tokens = torch.zeros(batch * num_beams, dtype=torch.long, device=device)
         reorder = torch.zeros(batch * num_beams, dtype=torch.long, device=device)
         log_softmax = torch.nn.functional.log_softmax(logits, dim=-1)
         for g in range(groups):
             start = g * group_size
             rows = torch.tensor(
-                [b * num_beams + i for b in range(batch) for i in range(start, start + group_size)], device=device
+                [b * num_beams + i for b in range(batch) for i in range(start, start + group_size)],
+                device=device,
             )
             group_ids = input_ids[rows]
             scores = diversity_penalty(
-                log_softmax[rows], current_tokens, batch, num_beams, start, settings.diversity_penalty
+                log_softmax[rows],
+                current_tokens,
+                batch,
+                num_beams,
+                start,
+                settings.diversity_penalty,
             )
             ctx = job.context(state, group_ids, beam_search=True)
             ctx.extra["beam_group"] = g
@@ -119,7 +130,18 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
             top_scores, top_ids = torch.topk(totals, n_keep, dim=1, largest=True, sorted=True)
             top_beams, top_tokens = top_ids // vocab, top_ids % vocab
             next_scores, next_tokens, next_rows = _choose(
-                hyps, done, g, groups, group_size, group_ids, top_scores, top_tokens, top_beams, eos, job, prompt_length
+                hyps,
+                done,
+                g,
+                groups,
+                group_size,
+                group_ids,
+                top_scores,
+                top_tokens,
+                top_beams,
+                eos,
+                job,
+                prompt_length,
             )
             beam_scores[rows] = next_scores
             input_ids[rows] = group_ids[next_rows]
@@ -164,7 +186,9 @@ def _choose(
         if done[key]:
             continue
         kept = 0
-        for rank, (token, score, beam) in enumerate(zip(tokens_l[b], scores_l[b], beams_l[b], strict=True)):
+        for rank, (token, score, beam) in enumerate(
+            zip(tokens_l[b], scores_l[b], beams_l[b], strict=True)
+        ):
             row = b * group_size + beam
             if token in eos:
                 if rank >= group_size:
@@ -179,7 +203,11 @@ def _choose(
                 break
         done[key] = done[key] or hyps[key].is_done(max(scores_l[b]), cur_len, prompt_length)
     device = group_ids.device
-    return next_scores.view(-1).to(device), next_tokens.view(-1).to(device), next_rows.view(-1).to(device)
+    return (
+        next_scores.view(-1).to(device),
+        next_tokens.view(-1).to(device),
+        next_rows.view(-1).to(device),
+    )
 
 
 def _finalize(
@@ -199,7 +227,12 @@ def _finalize(
             continue
         for i in range(group_size):
             row = key * group_size + i
-            hyp.add(input_ids[row], float(beam_scores[row]), input_ids.shape[-1] - prompt_length, ended_by)
+            hyp.add(
+                input_ids[row],
+                float(beam_scores[row]),
+                input_ids.shape[-1] - prompt_length,
+                ended_by,
+            )
     keep = job.settings.num_return_sequences
     chosen: list[tuple[float, torch.Tensor, str]] = []
     for b in range(job.batch_size):

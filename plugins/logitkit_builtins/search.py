@@ -42,7 +42,9 @@ def decode(job: DecodingJob) -> GenerationOutput:
         if fired is not None:
             codes = torch.where(codes == 0, fired, codes)
             any_finished = True
-            if not bool((codes == 0).any()):  # the one host sync per step, and only once a row has stopped
+            if not bool(
+                (codes == 0).any()
+            ):  # the one host sync per step, and only once a row has stopped
                 break
         logits = job.runner.advance(state.sequences, state.attention_mask)
     return GenerationOutput(
@@ -55,8 +57,16 @@ def decode(job: DecodingJob) -> GenerationOutput:
 
 
 def register_search_strategies(register: Callable[..., None]) -> None:
-    register("decode", decode, "greedy or sampled decoding: the pipeline's selector picks one token per row per step")
-    register("beam_search", beam_search, "beam search (num_beams, length_penalty, early_stopping), as transformers")
+    register(
+        "decode",
+        decode,
+        "greedy or sampled decoding: the pipeline's selector picks one token per row per step",
+    )
+    register(
+        "beam_search",
+        beam_search,
+        "beam search (num_beams, length_penalty, early_stopping), as transformers",
+    )
     register(
         "group_beam_search",
         group_beam_search,

@@ -27,7 +27,9 @@ class Greedy(Selector):
 
 
 class SampleConfig(ProcessorConfig):
-    seed: int | None = Field(default=None, ge=0, description="Seed for every row; unset draws seeds from torch's RNG.")
+    seed: int | None = Field(
+        default=None, ge=0, description="Seed for every row; unset draws seeds from torch's RNG."
+    )
 
 
 class Sample(Selector):

@@ -141,7 +141,9 @@ class StopStrings(StoppingCriterion):
     def check(self, sequences: torch.Tensor, step: int) -> torch.Tensor | None:
         if step < 1:
             return None
-        tail = sequences[:, -self.window :].tolist()  # one host copy per step, only when stop strings are set
+        tail = sequences[
+            :, -self.window :
+        ].tolist()  # one host copy per step, only when stop strings are set
         hits = [self._row_hit(ids) for ids in tail]
         if not any(hits):
             return None
