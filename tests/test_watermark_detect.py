@@ -56,11 +56,18 @@ def tokenizer_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def samples(model: GPT2LMHeadModel) -> dict[tuple[str, bool], list[int]]:
     """200 sampled tokens per (scheme, watermark on), the same prompt and seed for on and off."""
-    return {
-        (scheme, on): _sample(model, SCHEMES[scheme] if on else None, seed=11)
-        for scheme in SCHEMES
-        for on in (True, False)
-    }
+    threads = torch.get_num_threads()
+    torch.set_num_threads(
+        1
+    )  # a tiny model's many small ops only lose to thread hand-offs on a shared CPU
+    try:
+        return {
+            (scheme, on): _sample(model, SCHEMES[scheme] if on else None, seed=11)
+            for scheme in SCHEMES
+            for on in (True, False)
+        }
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _sample(model: GPT2LMHeadModel, watermark: dict[str, object] | None, seed: int) -> list[int]:
