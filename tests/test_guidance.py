@@ -126,13 +126,19 @@ def test_half_precision_scores_keep_their_dtype(model: torch.nn.Module) -> None:
 
 
 @pytest.mark.parametrize("negative", [False, True])
-def test_logitkit_generate_equals_transformers_generate_with_guidance(model: torch.nn.Module, negative: bool) -> None:
+def test_logitkit_generate_equals_transformers_generate_with_guidance(
+    model: torch.nn.Module, negative: bool
+) -> None:
     import logitkit
 
     gen = torch.Generator().manual_seed(6)
     prompt = torch.randint(1, VOCAB, (3, 5), generator=gen)
-    context = {"negative_prompt_ids": torch.randint(1, VOCAB, (3, 3), generator=gen)} if negative else {}
+    context = (
+        {"negative_prompt_ids": torch.randint(1, VOCAB, (3, 3), generator=gen)} if negative else {}
+    )
     pipe = Pipeline.from_config([{"guidance_scale": 1.5}], model=model, **context)
     ours = logitkit.generate(model, prompt, pipe, max_new_tokens=6, pad_token_id=0).sequences
-    theirs = model.generate(prompt, guidance_scale=1.5, max_new_tokens=6, do_sample=False, pad_token_id=0, **context)
+    theirs = model.generate(
+        prompt, guidance_scale=1.5, max_new_tokens=6, do_sample=False, pad_token_id=0, **context
+    )
     assert torch.equal(ours, theirs)

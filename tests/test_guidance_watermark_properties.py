@@ -22,9 +22,13 @@ class FakeModel:
     """
 
     def __init__(self, vocab: int, seed: int) -> None:
-        self.embedding = torch.randn(vocab + 64, vocab, generator=torch.Generator().manual_seed(seed))
+        self.embedding = torch.randn(
+            vocab + 64, vocab, generator=torch.Generator().manual_seed(seed)
+        )
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, use_cache: bool, cache: Any) -> dict[str, Any]:
+    def __call__(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, use_cache: bool, cache: Any
+    ) -> dict[str, Any]:
         weights = attention_mask[:, -input_ids.shape[1] :].unsqueeze(-1).float()
         running = (self.embedding[input_ids] * weights).cumsum(dim=1)
         if cache is not None:
@@ -51,7 +55,9 @@ def _run(processor: Processor, ids: torch.Tensor, scores: list[torch.Tensor], ct
         out = processor.apply(step_scores, ctx)
         assert torch.equal(step_scores, before_scores), "scores modified in place"
         assert torch.equal(history, before_ids), "input_ids modified in place"
-        assert all(torch.equal(v, before_extra[k]) for k, v in ctx_extra.items()), "context modified in place"
+        assert all(torch.equal(v, before_extra[k]) for k, v in ctx_extra.items()), (
+            "context modified in place"
+        )
         assert out.shape == step_scores.shape and out.dtype == step_scores.dtype
         outputs.append(out)
     return outputs
@@ -67,7 +73,9 @@ def _check_rows_independent(make: Any, ids: torch.Tensor, scores: list[torch.Ten
         torch.testing.assert_close(whole[index], part, rtol=0, atol=0, equal_nan=True)
 
 
-def _scores(seed: int, steps: int, batch: int, vocab: int, dtype: torch.dtype) -> list[torch.Tensor]:
+def _scores(
+    seed: int, steps: int, batch: int, vocab: int, dtype: torch.dtype
+) -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(seed + 1)
     return [(torch.randn(batch, vocab, generator=gen) * 3).to(dtype) for _ in range(steps)]
 
@@ -90,7 +98,15 @@ def test_guidance_properties(seed: int, batch: int, vocab: int, prompt: int, sca
     def make() -> Guidance:
         return Guidance(GuidanceConfig(guidance_scale=scale, use_cache=use_cache))
 
-    _check_rows_independent(make, ids, _scores(seed, steps, batch, vocab, dtype), extra, FakeModel(vocab, seed), prompt, rows)
+    _check_rows_independent(
+        make,
+        ids,
+        _scores(seed, steps, batch, vocab, dtype),
+        extra,
+        FakeModel(vocab, seed),
+        prompt,
+        rows,
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -104,8 +120,18 @@ def test_greenlist_properties(seed: int, batch: int, vocab: int, prompt: int, se
     steps = 2
     ids = _histories(seed, batch, vocab, prompt + steps)
     rows = data.draw(st.lists(st.integers(0, batch - 1), min_size=1, max_size=batch, unique=True))
-    config = WatermarkingConfig(greenlist_ratio=ratio, bias=bias, seeding_scheme=seeding, context_width=width)
-    _check_rows_independent(lambda: Watermarking(config), ids, _scores(seed, steps, batch, vocab, dtype), {}, None, prompt, rows)
+    config = WatermarkingConfig(
+        greenlist_ratio=ratio, bias=bias, seeding_scheme=seeding, context_width=width
+    )
+    _check_rows_independent(
+        lambda: Watermarking(config),
+        ids,
+        _scores(seed, steps, batch, vocab, dtype),
+        {},
+        None,
+        prompt,
+        rows,
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -121,4 +147,12 @@ def test_synthid_properties(seed: int, batch: int, vocab: int, prompt: int, ngra
     rows = data.draw(st.lists(st.integers(0, batch - 1), min_size=1, max_size=batch, unique=True))
     config = WatermarkingConfig(scheme="synthid", keys=keys, ngram_len=ngram_len, context_history_size=history,
                                 skip_first_ngram_calls=skip_first)  # fmt: skip
-    _check_rows_independent(lambda: Watermarking(config), ids, _scores(seed, steps, batch, vocab, dtype), {}, None, prompt, rows)
+    _check_rows_independent(
+        lambda: Watermarking(config),
+        ids,
+        _scores(seed, steps, batch, vocab, dtype),
+        {},
+        None,
+        prompt,
+        rows,
+    )
