@@ -22,16 +22,20 @@ def vocab_mask(ids: Sequence[int], vocab_size: int, device: torch.device) -> tor
     return mask[:vocab_size]
 
 
-def scatter_mask(rows: int, vocab_size: int, tokens: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
-    """A bool ``[rows, vocab]`` mask with ``tokens[r, j]`` set wherever ``hit[r, j]``.
+def ban_tokens(scores: torch.Tensor, tokens: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
+    """``scores`` with ``tokens[r, j]`` set to -inf wherever ``hit[r, j]``, by one out-of-place scatter.
 
-    Misses, negative ids (padding markers) and out-of-vocab tokens are sent to a
-    spare column past the vocab, so a miss can never clear another hit on the same token.
+    No vocab-sized mask is built: misses borrow a hit of their row (writing
+    -inf again changes nothing), and a row without hits rewrites its own
+    first score, so every write to a token carries the same value.
     """
-    target = torch.where(hit & (tokens >= 0), tokens.clamp(max=vocab_size), vocab_size)
-    mask = torch.zeros(rows, vocab_size + 1, dtype=torch.bool, device=tokens.device)
-    mask.scatter_(1, target, True)
-    return mask[:, :vocab_size]
+    vocab = scores.shape[-1]
+    hit = hit & (tokens >= 0) & (tokens < vocab)
+    any_hit = hit.any(dim=1, keepdim=True)
+    borrowed = tokens.gather(1, hit.int().argmax(dim=1, keepdim=True))
+    safe = torch.where(any_hit, torch.where(hit, tokens, borrowed), 0)
+    fill = torch.where(any_hit, torch.full_like(scores[:, :1], NEG_INF), scores[:, :1])
+    return scores.scatter(1, safe, fill.expand_as(safe))
 
 
 class MaskCache:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validat
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
 from logitkit.processor import walk_token_ids
-from logitkit_builtins._tokens import NEG_INF, eos_ids, scatter_mask
+from logitkit_builtins._tokens import ban_tokens, eos_ids
 
 
 class SequenceTable:
@@ -158,8 +158,7 @@ class BadWords(Processor):
         if not self.table.sequences:
             return scores
         hit, last = self.table.completing(ctx.input_ids)
-        banned = scatter_mask(scores.shape[0], scores.shape[-1], last.expand_as(hit), hit)
-        return scores.masked_fill(banned, NEG_INF)
+        return ban_tokens(scores, last.expand_as(hit), hit)
 
 
 def register_processors(register: Callable[..., None]) -> None:

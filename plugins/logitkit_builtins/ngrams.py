@@ -1,8 +1,9 @@
 """N-gram blocking: forbid the token that would repeat an n-gram of the sequence or of the encoder input.
 
 Both processors compare the last n-1 tokens of every row against every
-window of length n at once (``unfold`` plus one comparison), then scatter the
-windows' last tokens into a ban mask: no Python loop over rows or n-grams.
+window of length n at once (``unfold`` plus one comparison), then write -inf
+on the matching windows' last tokens with one scatter: no Python loop over
+rows or n-grams, no vocab-sized mask.
 """
 
 from __future__ import annotations
@@ -13,13 +14,11 @@ import torch
 from pydantic import Field
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
-from logitkit_builtins._tokens import NEG_INF, encoder_ids, scatter_mask
+from logitkit_builtins._tokens import ban_tokens, encoder_ids
 
 
-def banned_by_windows(
-    source: torch.Tensor, history: torch.Tensor, size: int, vocab: int
-) -> torch.Tensor:
-    """Bool ``[rows, vocab]``: tokens that would complete an n-gram of ``source`` ending ``history``.
+def ban_by_windows(scores: torch.Tensor, source: torch.Tensor, history: torch.Tensor, size: int) -> torch.Tensor:
+    """``scores`` with -inf on every token that would complete an n-gram of ``source`` ending ``history``.
 
     ``source`` holds the n-grams (``[rows, length]``); the last ``size - 1``
     tokens of ``history`` are the prefix the next token would extend.
@@ -27,23 +26,7 @@ def banned_by_windows(
     windows = source.unfold(1, size, 1)  # [rows, n_windows, size], a view
     prefix = history[:, history.shape[1] - (size - 1) :]
     hit = (windows[..., :-1] == prefix.unsqueeze(1)).all(dim=-1)
-    return scatter_mask(history.shape[0], vocab, windows[..., -1], hit)
-
-
-def ban_tokens(scores: torch.Tensor, tokens: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
-    """``scores`` with ``tokens[r, j]`` set to -inf wherever ``hit[r, j]``, by one out-of-place scatter.
-
-    No vocab-sized mask is built: misses borrow a hit of their row (writing
-    -inf again changes nothing), and a row without hits rewrites its own
-    first score, so every write to a token carries the same value.
-    """
-    vocab = scores.shape[-1]
-    hit = hit & (tokens >= 0) & (tokens < vocab)
-    any_hit = hit.any(dim=1, keepdim=True)
-    borrowed = tokens.gather(1, hit.int().argmax(dim=1, keepdim=True))
-    safe = torch.where(any_hit, torch.where(hit, tokens, borrowed), 0)
-    fill = torch.where(any_hit, torch.full_like(scores[:, :1], NEG_INF), scores[:, :1])
-    return scores.scatter(1, safe, fill.expand_as(safe))
+    return ban_tokens(scores, windows[..., -1], hit)
 
 
 class NoRepeatNGramConfig(ProcessorConfig):
@@ -67,9 +50,7 @@ class NoRepeatNGram(Processor):
         if ids.shape[1] < size:
             return scores  # no complete n-gram yet
         # The window that starts at the prefix is one token short, so a prefix never bans its own successor.
-        windows = ids.unfold(1, size, 1)
-        hit = (windows[..., :-1] == ids[:, ids.shape[1] - (size - 1) :].unsqueeze(1)).all(dim=-1)
-        return ban_tokens(scores, windows[..., -1], hit)
+        return ban_by_windows(scores, ids, ids, size)
 
 
 class EncoderNoRepeatNGramConfig(ProcessorConfig):
@@ -95,10 +76,7 @@ class EncoderNoRepeatNGram(Processor):
         source = encoder_ids(ctx, scores.shape[0])
         if ctx.input_ids.shape[1] < size - 1 or source.shape[1] < size:
             return scores  # no prefix long enough, or no n-gram in the source
-        banned = banned_by_windows(
-            source.to(ctx.input_ids.device), ctx.input_ids, size, scores.shape[-1]
-        )
-        return scores.masked_fill(banned, NEG_INF)
+        return ban_by_windows(scores, source.to(ctx.input_ids.device), ctx.input_ids, size)
 
 
 def register_processors(register: Callable[..., None]) -> None:
