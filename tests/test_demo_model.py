@@ -25,12 +25,10 @@ def codec():
 
 
 def greedy(model, codec, prompt: str, new_tokens: int) -> str:
+    """transformers' own greedy search, so this checks the model rather than logitkit's loop."""
     ids = torch.tensor([codec.encode(prompt)])
-    with torch.no_grad():
-        for _ in range(new_tokens):
-            next_id = model(input_ids=ids).logits[0, -1].argmax()
-            ids = torch.cat([ids, next_id.view(1, 1)], dim=-1)
-    return codec.decode(ids[0].tolist())
+    out = model.generate(ids, max_new_tokens=new_tokens, do_sample=False, pad_token_id=codec.eos_ids[0])
+    return codec.decode(out[0].tolist())
 
 
 def test_ships_config_weights_and_tokenizer_within_budget():
@@ -73,12 +71,15 @@ def test_encoding_starts_with_end_of_text_like_each_training_file(codec):
 
 
 def test_completes_python_at_low_temperature(model, codec):
-    method = greedy(model, codec, "class Point:\n    def __init__(self, x, y):\n        ", 12)
-    function = greedy(model, codec, "def is_empty(items):\n", 16)
-    body = method.split("y):", 1)[1] + function.split("items):", 1)[1]
-    assert "self." in body
-    assert "\n    " in function.split("items):", 1)[1]  # the body is indented
-    assert "return" in function or "if" in function
+    # Prompts end on a full token (":"), as a file would, not mid-indentation.
+    method = greedy(model, codec, "class Point:\n    def __init__(self, x, y):", 16)
+    function = greedy(model, codec, "def is_empty(items):", 24)
+    method_body = method.split("x, y):", 1)[1]
+    function_body = function.split("(items):", 1)[1]
+    assert method_body.startswith("\n        ")  # a method body, indented one level deeper
+    assert "self." in method_body
+    assert function_body.startswith("\n    ")
+    assert "return" in function_body
 
 
 def test_held_out_split_is_fixed_and_disjoint():
