@@ -236,12 +236,21 @@ def test_multinomial_matches_transformers_on_an_encoder_decoder(t5, prompts, t5_
         top_k=20,
         max_new_tokens=10,
         eos_token_id=t5_eos,
+        num_return_sequences=2,
     )
     torch.manual_seed(7)
     out = logitkit.generate(
-        t5, ids, pipe, attention_mask=mask, max_new_tokens=10, eos_token_id=t5_eos
+        t5,
+        ids,
+        pipe,
+        attention_mask=mask,
+        max_new_tokens=10,
+        eos_token_id=t5_eos,
+        num_return_sequences=2,
     )
     assert torch.equal(out.sequences, ref)
+    # the encoder ids reach processors, one copy per returned sequence
+    assert out.sequences.shape[0] == 2 * ids.shape[0]
 
 
 def test_plain_callable_without_cache_gives_the_cached_greedy_tokens(llama) -> None:

@@ -182,3 +182,17 @@ def test_num_return_sequences_copies_get_different_draws(llama) -> None:
     )  # fmt: skip
     assert out.sequences.shape[0] == 4
     assert len({tuple(r) for r in out.new_tokens.tolist()}) > 1
+
+
+def test_fused_fast_path_and_dense_path_pick_the_same_tokens(llama) -> None:
+    ids, mask = left_padded([5, 7, 3, 6])
+    fast = Pipeline.from_config(SAMPLING)
+    dense = Pipeline.from_config(SAMPLING)
+    dense.fast_path = False
+    common = dict(attention_mask=mask, seeds=[3, 1, 4, 1], max_new_tokens=12, eos_token_id=[])
+    a = logitkit.generate(llama, ids, fast, **common)
+    b = logitkit.generate(llama, ids, dense, **common)
+    c = logitkit.generate(llama, ids, fast, output_scores=True, **common)  # dense scores asked for
+    assert torch.equal(a.sequences, b.sequences)
+    assert torch.equal(a.sequences, c.sequences)
+    assert c.scores is not None and len(c.scores) == 12
