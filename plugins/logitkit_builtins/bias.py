@@ -108,19 +108,41 @@ class SequenceBias(Processor):
         entries = self.config.sequence_bias
         self.table = SequenceTable([e.tokens for e in entries])
         self._bias = torch.tensor([e.bias for e in entries], dtype=torch.float32)
+        self._columns: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, int]] = {}
 
     @classmethod
     def token_ids(cls, config: Any) -> Iterable[tuple[str, int]]:
         for i, entry in enumerate(config.sequence_bias):
             yield from walk_token_ids(f"sequence_bias[{i}].tokens", entry.tokens)
 
+    def columns(self, vocab: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(distinct in-vocab last tokens, each sequence's slot among them, their count), once per vocab and device.
+
+        Out-of-vocab last tokens get the slot past the end, which is dropped:
+        the model cannot emit them.
+        """
+        key = (vocab, device)
+        if key not in self._columns:
+            lasts = [seq[-1] for seq in self.table.sequences]
+            kept = sorted({t for t in lasts if t < vocab})
+            slot = {t: i for i, t in enumerate(kept)}
+            self._columns[key] = (
+                torch.tensor(kept, dtype=torch.long, device=device),
+                torch.tensor([slot.get(t, len(kept)) for t in lasts], dtype=torch.long, device=device),
+                len(kept),
+            )
+        return self._columns[key]
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        rows, vocab = scores.shape
-        hit, last = self.table.completing(ctx.input_ids)
+        tokens, slots, count = self.columns(scores.shape[-1], scores.device)
+        if count == 0:
+            return scores
+        hit, _ = self.table.completing(ctx.input_ids)
         bias = torch.where(hit, self._bias.to(scores.device), 0.0).to(scores.dtype)
-        total = torch.zeros(rows, vocab + 1, dtype=scores.dtype, device=scores.device)
-        total.index_add_(1, last.clamp(max=vocab), bias)  # out-of-vocab tokens land in the spare column
-        return scores + total[:, :vocab]
+        # Sum the biases per token first (as transformers does), then add them in one out-of-place pass.
+        per_token = torch.zeros(scores.shape[0], count + 1, dtype=scores.dtype, device=scores.device)
+        per_token.index_add_(1, slots, bias)
+        return scores.index_add(1, tokens, per_token[:, :count])
 
 
 class BadWordsConfig(ProcessorConfig):
