@@ -38,3 +38,24 @@ def test_each_section_has_stage_parameters_and_an_example() -> None:
             assert "Stage:" in section, f"{page}.md: {name} does not name its stage"
             assert "Parameters" in section, f"{page}.md: {name} does not list its parameters"
             assert "```" in section, f"{page}.md: {name} has no example"
+
+
+def yaml_examples(page: str) -> list[str]:
+    text = (DOCS / f"{page}.md").read_text(encoding="utf-8")
+    return re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+
+
+def test_yaml_examples_of_this_family_validate() -> None:
+    """Every YAML example on these pages is a valid config, so the docs cannot show a broken one."""
+    import yaml
+
+    from logitkit.config import resolve
+
+    registry = build_registry(env={})
+    pages = ["temperature", "penalties", "ngrams", "bias", "masks", "forcing", "length", "numerics"]
+    checked = 0
+    for page in pages:
+        for example in yaml_examples(page):
+            resolve(yaml.safe_load(example), registry=registry, source=f"{page}.md")
+            checked += 1
+    assert checked >= 15
