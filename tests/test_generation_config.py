@@ -231,3 +231,11 @@ def test_inside_generate_the_pipeline_gives_transformers_tokens(model: GPT2LMHea
     assert torch.equal(ours, theirs)
     plain = model.generate(ids, attention_mask=torch.ones_like(ids), generation_config=GenerationConfig(**common))
     assert not torch.equal(plain, theirs), "the processors changed nothing; the test would prove nothing"
+
+
+def test_forced_decoder_ids_from_an_older_generation_config_are_kept() -> None:
+    pipe = Pipeline.from_generation_config({"forced_decoder_ids": [[1, 5], [2, 7]], "suppress_tokens": [3]})
+    assert [p.name for p in pipe.processors] == ["suppress_tokens", "forced_decoder_ids"]
+    scores = torch.randn(2, 10)
+    out = pipe(torch.zeros(2, 2, dtype=torch.long), scores)
+    assert out.argmax(-1).tolist() == [7, 7] and torch.isinf(out).sum() == 18
