@@ -112,18 +112,23 @@ def entropy_curve(
 def pipeline_stages(
     views: Sequence[StageView], path: Path, title_suffix: str = "", ranks: int = 100
 ) -> Path:
-    """The distribution after each stage, over the model's most likely tokens, in the model's rank order."""
+    """The distribution after each stage, over the model's most likely tokens, in the model's rank order (log scale)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     order = torch.argsort(views[0].probs, descending=True)[: min(ranks, len(views[0].probs))]
     for i, view in enumerate(views):
         name = "model" if view.label == "model" else f"{i}. {view.label} ({view.survivors} left)"
-        ax.plot(view.probs[order].numpy(), "o-", markersize=3, alpha=0.7, label=name)
+        shown = view.probs[order].clone()
+        shown[shown == 0] = float(
+            "nan"
+        )  # removed tokens: a line that stops, since log(0) has no place
+        ax.plot(shown.numpy(), "o-", markersize=3, alpha=0.7, label=name)
+    ax.set_yscale("log")
     ax.set_title(f"The next-token distribution after each stage{title_suffix}")
     ax.set_xlabel(
-        f"rank under the model (0 = most likely; the first {len(order)} shown; removed tokens drop to 0)"
+        f"rank under the model (0 = most likely; the first {len(order)} shown; a line ends where its stage removed tokens)"
     )
-    ax.set_ylabel("probability")
+    ax.set_ylabel("probability (log scale)")
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
