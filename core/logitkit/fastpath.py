@@ -26,8 +26,9 @@ The view is exact, not approximate:
 - A partial view (``complete=False``) names, per row, the position whose
   drop proves the rest of the row is dropped too: with ``topk(k + 1)`` (a
   top_k or top_h cap) the first position not strictly above the view's lowest
-  score; with "every token within ``span`` of the best score" (no cap) the
-  last candidate. After each truncating processor the runner checks that
+  score; with "every token within ``span`` of the best score" (no cap) a
+  sentinel scored at the threshold, standing for the best token outside.
+  After each truncating processor the runner checks that
   position. If it is dropped everywhere the view becomes complete; if not, a
   larger view is tried (4x the candidates, or spans of 8, 16, 32 logits), the
   last resort being one full sort.
@@ -188,16 +189,20 @@ class CandidateView:
     def above(
         cls, scores: torch.Tensor, span: float, stats: RowStats | None = None
     ) -> CandidateView | None:
-        """Every token within ``span`` of its row's best score, or None when that is too many.
+        """Every token within ``span`` of its row's best score, then a sentinel; None when that is too many.
 
-        No token outside scores as high as one inside, so every position is
-        sure and the last real candidate is the one that must be dropped.
+        Every token outside scores below the threshold, so every position is
+        sure. The sentinel, placed right after the real candidates, has the
+        threshold itself as its score: it stands for the best token outside,
+        and the processors dropping it proves they drop every token outside.
+        It carries a real candidate's id with a -inf score once dropped, which
+        ``densify`` (a max) and sampling ignore.
         """
         vocab = scores.shape[-1]
         threshold = scores.amax(dim=-1, keepdim=True) - span
         inside = scores >= threshold
         counts = inside.sum(dim=-1)
-        width = int(counts.max())
+        width = int(counts.max()) + 1
         if width >= vocab * FULL_SORT_FRACTION or not bool(torch.isfinite(threshold).all()):
             return None
         rows, cols = inside.nonzero(as_tuple=True)
@@ -207,12 +212,12 @@ class CandidateView:
             (scores.shape[0], width), NEG_INF, dtype=scores.dtype, device=scores.device
         )
         values[rows, slots] = scores[rows, cols]
-        # Padding ids repeat a real candidate of the row; densify takes the max, so -inf never wins.
-        ids = torch.zeros((scores.shape[0], width), dtype=torch.int64, device=scores.device)
-        ids += cols[starts].unsqueeze(-1)
+        ids = cols[starts].unsqueeze(-1).repeat(1, width)
         ids[rows, slots] = cols
         values, ids = canonical_order(values, ids)
-        return cls(values, ids, vocab, False, counts - 1, stats or RowStats(scores))
+        sentinel = counts.unsqueeze(-1)
+        values = values.scatter(-1, sentinel, threshold.to(values.dtype))
+        return cls(values, ids, vocab, False, counts, stats or RowStats(scores))
 
     # -- what processors read ------------------------------------------------------------
 

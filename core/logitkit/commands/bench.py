@@ -36,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--new-tokens", type=int, default=128, help="tokens per generate() (default 128)"
     )
     parser.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's own choice)"
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for both sides (default 1: stable on a shared machine; 0 = torch's choice)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
