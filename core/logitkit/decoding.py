@@ -124,19 +124,31 @@ class DecodingJob:
     # -- per step -------------------------------------------------------------------
 
     def context(
-        self, state: DecodingState, sequences: torch.Tensor, *, beam_search: bool = False
+        self,
+        state: DecodingState,
+        sequences: torch.Tensor,
+        *,
+        beam_search: bool = False,
+        rows: torch.Tensor | None = None,
     ) -> StepContext:
+        """The step context for ``sequences``; ``rows`` names their rows of the state when they are a subset."""
         length = int(sequences.shape[-1])
+        mask = state.attention_mask_buffer[:, :length]
+        encoder_ids, seeds = state.encoder_input_ids, state.seeds
+        if rows is not None:
+            mask = mask[rows]
+            encoder_ids = encoder_ids[rows] if encoder_ids is not None else None
+            seeds = seeds[rows] if seeds is not None else None
         return StepContext(
             input_ids=sequences,
             prompt_length=self.prompt_length,
             step=length - self.prompt_length,
             tokens=self.pipeline.tokens,
-            attention_mask=state.attention_mask_buffer[: sequences.shape[0], :length],
-            encoder_input_ids=state.encoder_input_ids,
+            attention_mask=mask,
+            encoder_input_ids=encoder_ids,
             tokenizer=self.tokenizer,
             model=self.model,
-            seeds=state.seeds,
+            seeds=seeds,
             beam_search=beam_search,
             extra=self.pipeline.extra_context(),
         )

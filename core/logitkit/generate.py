@@ -193,8 +193,9 @@ def generate(
     )
 
     row_seeds = None
-    if seeds is not None:
-        row_seeds = torch.as_tensor(seeds, dtype=torch.int64).flatten()
+    given = seeds if seeds is not None else pipeline.context.get("seeds")
+    if given is not None:
+        row_seeds = torch.as_tensor(given, dtype=torch.int64).flatten()
         if row_seeds.shape[0] != input_ids.shape[0]:
             raise ValueError(
                 f"seeds has {row_seeds.shape[0]} entries for {input_ids.shape[0]} prompts"

@@ -122,7 +122,7 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
                 start,
                 settings.diversity_penalty,
             )
-            ctx = job.context(state, group_ids, beam_search=True)
+            ctx = job.context(state, group_ids, beam_search=True, rows=rows)
             ctx.extra["beam_group"] = g
             scores = pipe.process(scores, ctx)
             vocab = scores.shape[-1]
