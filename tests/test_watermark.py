@@ -258,3 +258,20 @@ def test_a_synthid_dict_from_transformers_reads_as_synthid() -> None:
     assert Pipeline.from_config(["watermarking"]).processors[0].config.scheme == "greenlist"
     with pytest.raises(ConfigError, match="needs 'keys'"):
         resolve([{"watermarking": "synthid"}])
+
+
+@pytest.mark.parametrize("scheme", ["lefthash", "selfhash"])
+@pytest.mark.parametrize("max_bytes", [64 << 20, 300])
+def test_cached_green_lists_give_the_same_logits_step_after_step(scheme: str, max_bytes: int) -> None:
+    vocab, batch = 120, 4
+    gen = torch.Generator().manual_seed(21)
+    settings = {"seeding_scheme": scheme, "context_width": 1}
+    theirs = WatermarkLogitsProcessor(vocab, "cpu", **settings)
+    ours = Watermarking(WatermarkingConfig(**settings))
+    ours._green_lists.max_bytes = max_bytes  # 300 bytes: at most two lists, so eviction happens
+    ids = torch.randint(0, 6, (batch, 3), generator=gen)
+    for step in range(12):
+        scores = torch.randn(batch, vocab, generator=gen)
+        assert torch.equal(ours.apply(scores, StepContext(ids, 3, step)), theirs(ids, scores)), step
+        ids = torch.cat([ids, torch.randint(0, 6, (batch, 1), generator=gen)], dim=1)
+    assert ours._green_lists._seeds.numel() > 0

@@ -61,15 +61,18 @@ def green_size(vocab_size: int, ratio: float) -> int:
     return int(vocab_size * ratio)
 
 
-def green_mask(seeds: torch.Tensor, vocab_size: int, ratio: float) -> torch.Tensor:
+def green_mask(
+    seeds: torch.Tensor, vocab_size: int, ratio: float, cache: GreenListCache | None = None
+) -> torch.Tensor:
     """``[*seeds.shape, vocab]`` booleans: True where the token is green under that seed."""
+    if cache is not None:
+        return cache.masks(seeds, vocab_size, ratio)
     flat = seeds.reshape(-1)
     k = green_size(vocab_size, ratio)
     rows = max(1, _CHUNK_ELEMENTS // max(k, vocab_size, 1))
     parts = []
-    for start in range(
-        0, flat.shape[0], rows
-    ):  # chunks bound memory; each chunk is one tensor program
+    # Chunks only bound memory; each chunk is one tensor program over its rows.
+    for start in range(0, flat.shape[0], rows):
         head = randperm_head(flat[start : start + rows], vocab_size, k)
         mask = torch.zeros((head.shape[0], vocab_size), dtype=torch.bool, device=seeds.device)
         parts.append(mask.scatter_(-1, head, True))
@@ -78,12 +81,68 @@ def green_mask(seeds: torch.Tensor, vocab_size: int, ratio: float) -> torch.Tens
     return torch.cat(parts).reshape(*seeds.shape, vocab_size)
 
 
+class GreenListCache:
+    """Green lists of recently seen seeds, looked up for a whole batch at once.
+
+    Seeds repeat (lefthash seeds come from the previous token alone), and a
+    green list is a pure function of (seed, vocab, ratio), so a hit gives the
+    same mask a fresh computation would. Capped at ``max_bytes`` of masks;
+    when full it keeps only the last step's seeds.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._key: tuple[int, float, torch.device] | None = None
+        self._seeds = torch.empty(0, dtype=torch.int64)
+        self._masks = torch.empty((0, 0), dtype=torch.bool)
+
+    def masks(self, seeds: torch.Tensor, vocab_size: int, ratio: float) -> torch.Tensor:
+        key = (vocab_size, ratio, seeds.device)
+        if key != self._key:
+            self._key = key
+            self._seeds = torch.empty(0, dtype=torch.int64, device=seeds.device)
+            self._masks = torch.empty((0, vocab_size), dtype=torch.bool, device=seeds.device)
+        unique, inverse = torch.unique(seeds.reshape(-1), return_inverse=True)
+        slot = torch.searchsorted(self._seeds, unique).clamp(max=max(self._seeds.shape[0] - 1, 0))
+        hit = (
+            self._seeds[slot] == unique
+            if self._seeds.shape[0]
+            else torch.zeros_like(unique, dtype=torch.bool)
+        )
+        found = torch.empty((unique.shape[0], vocab_size), dtype=torch.bool, device=seeds.device)
+        found[hit] = self._masks[slot[hit]]
+        missing = ~hit
+        if bool(missing.any()):
+            found[missing] = green_mask(unique[missing], vocab_size, ratio)
+            self._remember(unique[missing], found[missing], unique, found)
+        return found[inverse].reshape(*seeds.shape, vocab_size)
+
+    def _remember(
+        self,
+        new_seeds: torch.Tensor,
+        new_masks: torch.Tensor,
+        step_seeds: torch.Tensor,
+        step_masks: torch.Tensor,
+    ) -> None:
+        capacity = self.max_bytes // max(new_masks.shape[-1], 1)
+        seeds = torch.cat([self._seeds, new_seeds])
+        masks = torch.cat([self._masks, new_masks])
+        if seeds.shape[0] > capacity:
+            seeds, masks = step_seeds[:capacity], step_masks[:capacity]
+        order = torch.argsort(seeds)
+        self._seeds, self._masks = seeds[order], masks[order]
+
+
 def is_green(
-    seeds: torch.Tensor, tokens: torch.Tensor, vocab_size: int, ratio: float
+    seeds: torch.Tensor,
+    tokens: torch.Tensor,
+    vocab_size: int,
+    ratio: float,
+    cache: GreenListCache | None = None,
 ) -> torch.Tensor:
     """Whether each token is green under the seed beside it (same shapes), one green list per distinct seed."""
     unique, inverse = torch.unique(seeds.reshape(-1), return_inverse=True)
-    masks = green_mask(unique, vocab_size, ratio)
+    masks = green_mask(unique, vocab_size, ratio, cache)
     flat_tokens = tokens.reshape(-1).to(torch.int64)
     in_vocab = (flat_tokens >= 0) & (flat_tokens < vocab_size)
     hits = masks[inverse, flat_tokens.clamp(0, max(vocab_size - 1, 0))] & in_vocab
@@ -91,10 +150,14 @@ def is_green(
 
 
 def lefthash_mask(
-    input_ids: torch.Tensor, vocab_size: int, ratio: float, hashing_key: int
+    input_ids: torch.Tensor,
+    vocab_size: int,
+    ratio: float,
+    hashing_key: int,
+    cache: GreenListCache | None = None,
 ) -> torch.Tensor:
     """``[batch, vocab]``: the green list for each row's next token."""
-    return green_mask(lefthash_seeds(input_ids[:, -1], hashing_key), vocab_size, ratio)
+    return green_mask(lefthash_seeds(input_ids[:, -1], hashing_key), vocab_size, ratio, cache)
 
 
 def selfhash_mask(
@@ -104,6 +167,7 @@ def selfhash_mask(
     ratio: float,
     hashing_key: int,
     context_width: int,
+    cache: GreenListCache | None = None,
 ) -> torch.Tensor:
     """``[batch, vocab]``: the top candidates that are green under a seed that includes themselves."""
     count = min(SELFHASH_CANDIDATES, scores.shape[-1])
@@ -114,7 +178,7 @@ def selfhash_mask(
         else input_ids[:, :0]
     )
     windows = torch.cat([left.unsqueeze(1).expand(-1, count, -1), candidates.unsqueeze(-1)], dim=-1)
-    green = is_green(selfhash_seeds(windows, hashing_key), candidates, vocab_size, ratio)
+    green = is_green(selfhash_seeds(windows, hashing_key), candidates, vocab_size, ratio, cache)
     mask = torch.zeros(scores.shape, dtype=torch.bool, device=scores.device)
     return mask.scatter_(-1, candidates, green)
 

@@ -117,6 +117,8 @@ class Watermarking(Processor):
         problems = scheme_problems(self.config)  # type: ignore[arg-type]
         if problems:
             raise ValueError("watermarking: " + "; ".join(problems))
+        # Green lists repeat with their seeds; reusing them changes nothing but the time taken.
+        self._green_lists = _greenlist.GreenListCache()
 
     @classmethod
     def check(cls, config: BaseModel, context: CheckContext) -> Iterable[str]:
@@ -126,7 +128,7 @@ class Watermarking(Processor):
         config: WatermarkingConfig = self.config  # type: ignore[assignment]
         if config.scheme == "synthid":
             return _apply_synthid(config, scores, ctx)
-        return _apply_greenlist(config, self._vocab_size(scores), scores, ctx)
+        return _apply_greenlist(config, self._vocab_size(scores), scores, ctx, self._green_lists)
 
     def _vocab_size(self, scores: torch.Tensor) -> int:
         # The detector must use the same vocabulary size; tokens.vocab_size pins it when the logits are padded.
@@ -157,7 +159,11 @@ class Watermarking(Processor):
 
 
 def _apply_greenlist(
-    config: WatermarkingConfig, vocab_size: int, scores: torch.Tensor, ctx: StepContext
+    config: WatermarkingConfig,
+    vocab_size: int,
+    scores: torch.Tensor,
+    ctx: StepContext,
+    cache: _greenlist.GreenListCache | None = None,
 ) -> torch.Tensor:
     input_ids = ctx.input_ids
     if input_ids.shape[-1] < config.context_width:
@@ -172,10 +178,11 @@ def _apply_greenlist(
             config.greenlist_ratio,
             config.hashing_key,
             config.context_width,
+            cache,
         )
     else:
         green = _greenlist.lefthash_mask(
-            input_ids, vocab_size, config.greenlist_ratio, config.hashing_key
+            input_ids, vocab_size, config.greenlist_ratio, config.hashing_key, cache
         )
         green = torch.nn.functional.pad(green, (0, scores.shape[-1] - vocab_size))
     return torch.where(green.to(scores.device), scores + config.bias, scores)
