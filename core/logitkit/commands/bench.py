@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dtype", choices=sorted(bench.DTYPES), default="fp32", help="logits dtype (default fp32)"
     )
     parser.add_argument(
-        "--repeat", type=int, default=20, help="timed calls per side (median; default 20)"
+        "--repeat",
+        type=int,
+        default=10,
+        help="rounds; each side runs 3 timed calls per round (default 10)",
     )
     parser.add_argument(
         "--only",
