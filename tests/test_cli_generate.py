@@ -104,3 +104,23 @@ def test_stream_decoder_never_prints_half_a_character(text):
     assert "".join(pieces) == text
     assert not any("\ufffd" in piece for piece in pieces)
     assert len([p for p in pieces if p]) > 1 or len(ids) == 1  # it streamed, not one final dump
+
+
+def test_stop_string_ends_the_text_and_is_reported(tmp_path, capsys):
+    config = tmp_path / "stop.yaml"
+    config.write_text(
+        'preset: code\ngeneration:\n  stop_strings: ["return"]\n  max_new_tokens: 40\n'
+    )
+    code, out, err = run_cli(capsys, "def is_empty(items):", "--config", str(config))
+    assert code == 0
+    assert out.rstrip().endswith("return")
+    assert SUMMARY.match(err.strip().splitlines()[-1]).group(2) == "stop_string"
+
+
+def test_beam_search_prints_the_best_sequence_once(tmp_path, capsys):
+    config = tmp_path / "beam.yaml"
+    config.write_text("preset: code\ngeneration:\n  num_beams: 3\n")
+    code, out, err = run_cli(capsys, "import os", "--config", str(config), "-n", "8")
+    assert code == 0
+    assert out.startswith("import os") and out.count("import os") == 1
+    assert SUMMARY.match(err.strip().splitlines()[-1])
