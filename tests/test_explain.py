@@ -98,3 +98,8 @@ def test_invalid_config_exits_2_with_one_line(tmp_path, capsys):
     assert main(["explain", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"{bad}: processors[0].top_k: must be >= 1 (got 0)"]
+
+
+def test_not_a_model_folder_exits_2(tmp_path, capsys):
+    assert main(["explain", WALKTHROUGH, "--prompt", "x", "--model", str(tmp_path)]) == 2
+    assert "not a transformers model folder" in capsys.readouterr().err

@@ -65,3 +65,10 @@ def test_invalid_pipeline_config_exits_2_without_writing(tmp_path, capsys):
     assert main(["plot", "pipeline", str(bad), "--out", str(out)]) == 2
     assert "processors[0].top_p: must be > 0 and <= 1 (got 1.5)" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_not_a_model_folder_exits_2(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["plot", "temperature", "--prompt", "x", "--model", str(tmp_path), "--out", str(out)]) == 2
+    assert "not a transformers model folder" in capsys.readouterr().err
+    assert not out.exists()

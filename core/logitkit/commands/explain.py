@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import torch
 
 from logitkit.commands._output import console, table
+from logitkit.errors import ConfigError
 from logitkit.inspection import (
     SYNTHETIC_SEED,
     SYNTHETIC_VOCAB,
@@ -61,7 +63,18 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"selector: {pipe.selector.name}")
     if args.no_stages:
         return 0
-    views, title, label = distribution_views(pipe, args.prompt, args.model, args.vocab)
+    try:
+        views, title, label = distribution_views(pipe, args.prompt, args.model, args.vocab)
+    except ConfigError:
+        raise
+    except FileNotFoundError as exc:  # --model is not a model folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RuntimeError, ValueError, IndexError) as exc:
+        # A processor that cannot run on this distribution (say, token ids beyond the synthetic
+        # vocabulary) should not hide the pipeline table above behind a traceback.
+        print(f"error: cannot replay {args.file} on this distribution: {exc}", file=sys.stderr)
+        return 1
     stage_table(views, title, label)
     return 0
 

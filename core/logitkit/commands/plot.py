@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 
 from logitkit.commands._output import console
+from logitkit.errors import ConfigError
 from logitkit.inspection import SYNTHETIC_SEED, next_token_logits, stage_views, synthetic_logits
 from logitkit.pipeline import Pipeline
 
@@ -109,7 +111,11 @@ def run(args: argparse.Namespace) -> int:
     pipe = (
         Pipeline.from_config(args.file) if args.figure == "pipeline" else None
     )  # config errors before model loading
-    logits, ids, suffix = distribution(args)
+    try:
+        logits, ids, suffix = distribution(args)
+    except FileNotFoundError as exc:  # --model is not a model folder
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     out: Path = args.out
     written: list[Path] = []
     if args.figure == "temperature":
@@ -134,7 +140,13 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         assert pipe is not None
-        views = stage_views(pipe, logits, input_ids=ids)
+        try:
+            views = stage_views(pipe, logits, input_ids=ids)
+        except ConfigError:
+            raise
+        except (RuntimeError, ValueError, IndexError) as exc:
+            print(f"error: cannot replay {args.file} on this distribution: {exc}", file=sys.stderr)
+            return 1
         written.append(plotting.pipeline_stages(views, out / f"{args.prefix}pipeline.png", suffix))
     for path in written:
         console.print(f"wrote {path}")
