@@ -77,13 +77,17 @@ def _sample(model: GPT2LMHeadModel, watermark: dict[str, object] | None, seed: i
         pipe = Pipeline.from_config(
             {"tokens": {"vocab_size": VOCAB}, "processors": [{"name": "watermarking", **watermark}]}
         )
-        processors = pipe.as_hf()
+        # transformers samples from the watermarked scores (do_sample=True), not logitkit's selector.
+        processors = pipe.as_hf(include_selector=False)
     torch.manual_seed(seed)
     out = model.generate(
         prompt, logits_processor=processors, do_sample=True, top_k=0, max_new_tokens=NEW_TOKENS
     )
     generated = out[0, prompt.shape[1] :].tolist()
     assert len(generated) == NEW_TOKENS
+    assert (
+        len(set(generated)) > 60
+    )  # really sampled: a near-flat model gives varied text, not a greedy loop
     return generated
 
 
