@@ -320,3 +320,18 @@ def test_renormalize_keeps_degenerate_rows_meaningful() -> None:
     assert bool(torch.isneginf(out[1]).all())
     half = torch.log(torch.tensor(0.5))
     assert out[2, 0] == NEG_INF and torch.allclose(out[2, 1:], torch.stack([half, half]))
+
+
+@pytest.mark.parametrize("selector", sorted(build_registry().selectors))
+def test_every_installed_selector_gets_safe_rows(selector: str) -> None:
+    """Whatever selector ends the chain (third-party ones too), the guard hands it rows it can sample."""
+    torch.manual_seed(0)
+    for label, scores, ids, _ in CASES:
+        if label in ("all_neg_inf_row", "nan_row"):
+            continue
+        config = {"processors": [{"temperature": 0.7}, {"top_k": 5}], "selector": selector}
+        pipe = Pipeline.from_config(config, seeds=torch.arange(scores.shape[0]) * 5 + 1)
+        tokens = pipe.next_tokens(ids, scores)
+        picked = scores.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        assert not bool(torch.isnan(picked).any()), f"{selector} on {label}: picked a NaN token"
+        assert bool(((tokens >= 0) & (tokens < scores.shape[-1])).all()), f"{selector} on {label}"
