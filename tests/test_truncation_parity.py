@@ -33,8 +33,9 @@ CASES = [
     (16, 257, torch.float32, 2.0),
     (5, 32000, torch.float16, 4.0),
     (4, 5000, torch.bfloat16, 3.0),
-    (8, 151936, torch.float32, 4.0),
 ]
+#: The Qwen-sized case runs for the processors whose arithmetic grows with the vocabulary.
+BIG = (8, 151936, torch.float32, 4.0)
 #: How far from its threshold a statistic may be and still be decided differently
 #: (fp32: a softmax over 152k tokens sums its normaliser in fp32, ~1e-5 relative).
 TOLERANCE = {torch.float32: 5e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
@@ -200,6 +201,16 @@ def test_matches_transformers(reg, config, make, batch, vocab, dtype, scale) -> 
         assert torch.equal(ours, theirs)
     else:
         assert_matches(name, config_value(config), scores, ours, theirs)
+
+
+@pytest.mark.parametrize("index", [3, 5, 7, 9, 11, 13], ids=lambda i: str(WARPERS[i][0]))
+def test_matches_transformers_at_qwen_vocab(reg, index) -> None:  # type: ignore[no-untyped-def]
+    config, make = WARPERS[index]
+    batch, vocab, dtype, scale = BIG
+    scores = logits(batch, vocab, dtype, scale, seed=batch * 7919 + vocab)
+    ours = run_ours(config, scores)
+    theirs = make()(torch.zeros(batch, 1, dtype=torch.long), scores)
+    assert_matches(config_name(config), config_value(config), scores, ours, theirs)
 
 
 def test_fp32_masks_are_exact_on_a_spread_of_inputs(reg) -> None:  # type: ignore[no-untyped-def]

@@ -67,7 +67,8 @@ def log_normalizer(scores: torch.Tensor) -> torch.Tensor:
     """
     top = scores.amax(dim=-1, keepdim=True).float()
     safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-    terms = torch.exp(scores.float() - safe_top)
+    # exp_ in place on the fresh difference: one vocabulary-sized buffer, not two (page faults add up).
+    terms = (scores.float() - safe_top).exp_()
     total = terms.sum(dim=-1, dtype=torch.float64)
     return safe_top.squeeze(-1).double() + total.log()
 
@@ -207,14 +208,19 @@ class CandidateView:
             return None
         rows, cols = inside.nonzero(as_tuple=True)
         starts = counts.cumsum(0) - counts
-        slots = torch.arange(rows.shape[0], device=scores.device) - starts[rows]
+        # nonzero lists ids ascending; filling each row from its end leaves them descending,
+        # so one stable sort by score gives the canonical order.
+        slots = (counts - 1)[rows] - (
+            torch.arange(rows.shape[0], device=scores.device) - starts[rows]
+        )
         values = torch.full(
             (scores.shape[0], width), NEG_INF, dtype=scores.dtype, device=scores.device
         )
         values[rows, slots] = scores[rows, cols]
         ids = cols[starts].unsqueeze(-1).repeat(1, width)
         ids[rows, slots] = cols
-        values, ids = canonical_order(values, ids)
+        values, by_value = torch.sort(values, dim=-1, descending=True, stable=True)
+        ids = ids.gather(-1, by_value)
         sentinel = counts.unsqueeze(-1)
         values = values.scatter(-1, sentinel, threshold.to(values.dtype))
         return cls(values, ids, vocab, False, counts, stats or RowStats(scores))
