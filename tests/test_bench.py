@@ -25,6 +25,7 @@ def test_smoke_run_reports_every_case(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0
     report = json.loads(out)
     assert report["setup"]["vocab"] == 600 and report["setup"]["batch"] == 2
+    assert report["setup"]["threads"] == 1 and report["setup"]["clock"] == "cpu"
     results = {r["name"]: r for r in report["results"]}
     assert set(results) == SHIPPED
     for r in results.values():
@@ -58,6 +59,7 @@ def test_table_output_and_only(capsys: pytest.CaptureFixture[str]) -> None:
     out, _ = capsys.readouterr()
     assert code == 0
     assert "min_p" in out and "floor: one softmax" in out and "transformers" in out
+    assert "clock wall" in out
     assert "top_p 0.9" not in out
 
 

@@ -265,8 +265,18 @@ def case_names() -> list[str]:
 BURST = 3
 
 
+#: Clocks a run can use: wall time, or the process's CPU time (time.process_time), which leaves out
+#: the time the process waited for a core that other programs held. With one torch thread the CPU
+#: time of a call is the wall time it takes on an idle core.
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def timings(
-    calls: Sequence[Timed], repeat: int, warmup: int = 2, burst: int = BURST
+    calls: Sequence[Timed],
+    repeat: int,
+    warmup: int = 2,
+    burst: int = BURST,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[list[float]]:
     """Seconds per call for each callable: bursts of ``burst`` calls, interleaved side by side.
 
@@ -280,18 +290,22 @@ def timings(
     for _ in range(repeat):
         for i, call in enumerate(calls):
             for _ in range(burst):
-                start = time.perf_counter()
+                start = clock()
                 call()
-                samples[i].append(time.perf_counter() - start)
+                samples[i].append(clock() - start)
     return samples
 
 
-def run_case(case: Case, shape: Shape, repeat: int) -> Result:
+def run_case(case: Case, shape: Shape, repeat: int, clock: str = "wall") -> Result:
     ours, theirs, floor = case.build(shape)
     repeat = min(repeat, case.max_repeat) if case.max_repeat else repeat
     calls = [ours, theirs] + ([floor] if floor is not None else [])
     samples = timings(
-        calls, repeat, warmup=1 if case.max_repeat else 2, burst=1 if case.max_repeat else BURST
+        calls,
+        repeat,
+        warmup=1 if case.max_repeat else 2,
+        burst=1 if case.max_repeat else BURST,
+        clock=CLOCKS[clock],
     )
     times = [statistics.median(s) for s in samples]
     fastest = [min(s) for s in samples]
@@ -323,8 +337,11 @@ def run(
     repeat: int = 10,
     only: Sequence[str] | None = None,
     progress: Callable[[int, int, Case], None] | None = None,
+    clock: str = "wall",
 ) -> list[Result]:
     """Run the selected cases (all when ``only`` is empty); ``progress(i, n, case)`` before each."""
+    if clock not in CLOCKS:
+        raise ValueError(f"unknown clock {clock!r}; known: {', '.join(CLOCKS)}")
     unknown = sorted(set(only or ()) - set(case_names()))
     if unknown:
         raise ValueError(
@@ -336,5 +353,5 @@ def run(
         if progress is not None:
             progress(i, len(chosen), case)
         log.debug("bench %s", case.name)
-        results.append(run_case(case, shape, repeat))
+        results.append(run_case(case, shape, repeat, clock))
     return results

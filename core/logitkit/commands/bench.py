@@ -44,6 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="torch intra-op threads for both sides (default 1: stable on a shared machine; 0 = torch's choice)",
     )
+    parser.add_argument(
+        "--clock",
+        choices=sorted(bench.CLOCKS),
+        default=None,
+        help="wall time, or process CPU time, which ignores waits for a busy core "
+        "(default: cpu with one thread, wall otherwise)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
@@ -63,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    # CPU time stands for wall time only when one thread does the work.
+    clock = args.clock or ("cpu" if torch.get_num_threads() == 1 else "wall")
     shape = bench.Shape(
         batch=args.batch, vocab=args.vocab, dtype=args.dtype, new_tokens=args.new_tokens
     )
@@ -71,12 +80,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"[{i + 1}/{n}] {case.name}: {case.description} ...", file=sys.stderr, flush=True)
 
     try:
-        results = bench.run(shape, repeat=args.repeat, only=args.only, progress=progress)
+        results = bench.run(
+            shape, repeat=args.repeat, only=args.only, progress=progress, clock=clock
+        )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     setup = {"batch": shape.batch, "vocab": shape.vocab, "dtype": shape.dtype, "repeat": args.repeat,
-             "threads": torch.get_num_threads(), "torch": torch.__version__}  # fmt: skip
+             "threads": torch.get_num_threads(), "clock": clock, "torch": torch.__version__}  # fmt: skip
     if args.json:
         print_json({"setup": setup, "results": [r.as_dict() for r in results]})
         return 0
