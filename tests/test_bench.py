@@ -54,6 +54,8 @@ def test_table_output_and_only(capsys: pytest.CaptureFixture[str]) -> None:
             "min_p",
             "--dtype",
             "bf16",
+            "--clock",
+            "wall",
         ]
     )
     out, _ = capsys.readouterr()
