@@ -25,15 +25,19 @@ def prompts() -> tuple[torch.Tensor, torch.Tensor]:
     return left_padded([5, 7, 3, 7])
 
 
+@pytest.fixture(scope="module")
+def eos(llama, prompts) -> list[int]:  # type: ignore[no-untyped-def]
+    return frequent_tokens(llama, *prompts, n=2)
+
+
 @pytest.mark.parametrize(
     ("num_beams", "length_penalty", "early_stopping"),
     [(2, 1.0, False), (3, 0.5, True), (4, 2.0, "never")],
 )
 def test_one_group_equals_transformers_beam_search(
-    llama, prompts, num_beams, length_penalty, early_stopping
+    llama, prompts, eos, num_beams, length_penalty, early_stopping
 ) -> None:
     ids, mask = prompts
-    eos = frequent_tokens(llama, ids, mask, n=2)
     settings = dict(
         num_beams=num_beams,
         length_penalty=length_penalty,
