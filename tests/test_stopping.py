@@ -147,3 +147,32 @@ def test_every_criterion_is_registered_through_the_hook(reg) -> None:
     assert {"eos", "stop_strings", "max_new_tokens", "max_length", "max_time"} <= set(
         reg.stopping_criteria
     )
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_ascii_stop_strings_match_transformers(tok, num_beams: int) -> None:
+    """Same tokens as transformers' StopStringCriteria, greedy and beam (eos set so both pad finished rows)."""
+    import re
+
+    from _generation_helpers import left_padded, tiny_llama
+    from transformers import PreTrainedTokenizerFast
+
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    model = tiny_llama(vocab=tok.get_vocab_size())
+    ids, mask = left_padded([5, 7, 3, 7], vocab=tok.get_vocab_size())
+    common = dict(attention_mask=mask, max_new_tokens=12, pad_token_id=PAD, num_beams=num_beams)
+    free = model.generate(ids, do_sample=False, eos_token_id=EOS, **common)
+    # Stop strings the model really produces: the first two-letter run of each row's text.
+    stops = sorted(
+        {m[0] for row in free for m in [re.findall(r"[a-z]{2}", hf_tok.decode(row[7:]))] if m}
+    )
+    assert stops
+    ref = model.generate(
+        ids, do_sample=False, eos_token_id=EOS, stop_strings=stops, tokenizer=hf_tok, **common
+    )
+    out = logitkit.generate(
+        model, ids, None, eos_token_id=EOS, stop_strings=stops, tokenizer=tok, **common
+    )
+    assert torch.equal(out.sequences, ref)
+    if num_beams == 1:  # in beam search the stopped beams may lose to longer ones; equality is the check
+        assert "stop_string" in out.finish_reasons
