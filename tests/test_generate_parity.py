@@ -313,3 +313,34 @@ def test_settings_come_from_the_pipeline_generation_section(llama, prompts) -> N
         llama, ids, pipe, attention_mask=mask, eos_token_id=[], max_new_tokens=6
     )
     assert longer.new_tokens.shape[1] == 6
+
+
+def test_encoder_side_processors_read_the_encoder_ids(t5, prompts, t5_eos) -> None:
+    ids, mask = prompts
+    pipe = Pipeline.from_config(
+        [{"encoder_repetition_penalty": 3.0}, {"encoder_no_repeat_ngram_size": 2}]
+    )
+    settings = dict(max_new_tokens=10, eos_token_id=t5_eos)
+    ref = t5.generate(
+        ids,
+        attention_mask=mask,
+        do_sample=False,
+        encoder_repetition_penalty=3.0,
+        encoder_no_repeat_ngram_size=2,
+        **settings,
+    )
+    plain = logitkit.generate(t5, ids, None, attention_mask=mask, **settings)
+    out = logitkit.generate(t5, ids, pipe, attention_mask=mask, **settings)
+    assert torch.equal(out.sequences, ref)
+    assert not torch.equal(out.sequences, plain.sequences)  # the processors did something
+    beams = logitkit.generate(t5, ids, pipe, attention_mask=mask, num_beams=3, **settings)
+    ref_beams = t5.generate(
+        ids,
+        attention_mask=mask,
+        do_sample=False,
+        num_beams=3,
+        encoder_repetition_penalty=3.0,
+        encoder_no_repeat_ngram_size=2,
+        **settings,
+    )
+    assert torch.equal(beams.sequences, ref_beams)
