@@ -25,6 +25,16 @@ CHAINS: list[list[object]] = [
     [{"temperature": 0.6}, {"top_h": 0.8}],
     [{"top_k": 5}],
     [{"name": "top_k", "top_k": 2, "min_tokens_to_keep": 4}, {"top_p": 0.7}],
+    # typical_p can drop the best token; what follows must still see the survivors in order
+    {
+        "order": "listed",
+        "processors": [
+            {"typical_p": 0.5},
+            {"name": "epsilon_cutoff", "epsilon_cutoff": 0.01, "min_tokens_to_keep": 2},
+            {"min_p": 0.3},
+            {"temperature": 0.9},
+        ],
+    },
     # temperature after truncation (llama.cpp's order) stays on the view
     {"order": "listed", "processors": [{"top_k": 20}, {"min_p": 0.02}, {"temperature": 1.5}]},
 ]

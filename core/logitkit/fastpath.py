@@ -134,7 +134,9 @@ def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def canonical_order(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Re-sort a small candidate set into (score desc, token id desc) order."""
+    """Re-sort a candidate set already sorted by score (descending) into (score desc, token id desc) order."""
+    if not bool((values[:, 1:] == values[:, :-1]).any()):
+        return values, ids  # no ties: the score order is the canonical order
     # topk orders ties arbitrarily; two stable sorts (m is small) fix the order.
     ids, by_id = torch.sort(ids, dim=-1, descending=True, stable=True)
     values = values.gather(-1, by_id)
@@ -264,11 +266,20 @@ class CandidateView:
 
     # -- what processors return ----------------------------------------------------------
 
-    def keep(self, mask: torch.Tensor) -> CandidateView:
-        """A view with every position outside ``mask`` set to -inf; the row statistics no longer apply."""
-        values = self.values.masked_fill(~mask, NEG_INF)
+    def keep(self, mask: torch.Tensor, compact: bool = False) -> CandidateView:
+        """A view with every position outside ``mask`` set to -inf; the row statistics no longer apply.
+
+        Processors that may drop a token ahead of a kept one (typical_p) pass
+        ``compact=True``: the dropped tokens move behind the kept ones, so the
+        view stays in the canonical order of its current scores.
+        """
+        values, ids = self.values.masked_fill(~mask, NEG_INF), self.token_ids
+        if compact:
+            order = torch.sort((~mask).to(torch.int8), dim=-1, stable=True).indices
+            values, ids = values.gather(-1, order), ids.gather(-1, order)
         # A partial view keeps its statistics: the runner completes it or starts over.
-        return replace(self, values=values, stats=self.stats if not self.complete else None)
+        stats = self.stats if not self.complete else None
+        return replace(self, values=values, token_ids=ids, stats=stats)
 
     def rescaled(self, values: torch.Tensor) -> CandidateView:
         """A view with new values from an order-preserving elementwise change (e.g. temperature).

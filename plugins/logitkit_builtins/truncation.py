@@ -186,7 +186,8 @@ class TypicalP(TruncationProcessor):
         drop_sorted = closest > closest.gather(-1, last)
         drop_sorted[:, : self.config.min_tokens_to_keep] = False
         drop = drop_sorted.scatter(-1, order, drop_sorted)
-        return view.keep(~drop)
+        # It may drop the best token, so the survivors are moved to the front.
+        return view.keep(~drop, compact=True)
 
 
 class EpsilonCutoffConfig(ProcessorConfig):
