@@ -196,3 +196,18 @@ def test_fused_fast_path_and_dense_path_pick_the_same_tokens(llama) -> None:
     assert torch.equal(a.sequences, b.sequences)
     assert torch.equal(a.sequences, c.sequences)
     assert c.scores is not None and len(c.scores) == 12
+
+
+def test_racing_only_the_surviving_tokens_draws_the_full_rows_token() -> None:
+    from logitkit.sampling import race
+
+    pipe = Pipeline.from_config({"processors": [{"top_k": 20}], "selector": "sample"})
+    pipe.fast_path = False  # exercise the dense selector, which then races the 20 survivors
+    scores = torch.randn(64, 800, generator=torch.Generator().manual_seed(9)) * 3
+    processed = pipe(torch.zeros(64, 1, dtype=torch.long), scores)
+    seeds = torch.arange(64) * 31 + 5
+    for step in range(5):
+        ctx = StepContext(
+            input_ids=torch.zeros(64, 1, dtype=torch.long), prompt_length=1, step=step, seeds=seeds
+        )
+        assert torch.equal(pipe.select(processed, ctx), race(processed, seeds, step))

@@ -132,8 +132,11 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
         worst_finished = torch.where(finished, torch.min(beam_scores, dim=1, keepdim=True)[0], NEG)
         may_improve = may_improve & torch.any(best_running > worst_finished, dim=-1, keepdim=True)
 
-        open_beam = not (bool(torch.all(finished)) and early_stopping is True)
-        if not (bool(torch.any(may_improve)) and open_beam and not bool(torch.all(hits))):
+        # transformers' _beam_search_has_unfinished_sequences, read back in one host sync.
+        go_on = torch.any(may_improve) & ~torch.all(hits)
+        if early_stopping is True:
+            go_on = go_on & ~torch.all(finished)
+        if not bool(go_on):
             break
         state.length = cur_len
         logits = job.runner.advance(

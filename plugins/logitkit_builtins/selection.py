@@ -11,6 +11,10 @@ from logitkit import ProcessorConfig, Selector, StepContext
 from logitkit.fastpath import CandidateView
 from logitkit.sampling import draw_seeds, race
 
+NEG_INF = float("-inf")
+#: Race only the surviving tokens when at most 1/this of the vocabulary survives.
+SPARSE_FRACTION = 8
+
 
 class Greedy(Selector):
     """Pick the highest-scoring token (the first one on ties, like torch.argmax)."""
@@ -57,7 +61,15 @@ class Sample(Selector):
         return self._drawn
 
     def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        return race(scores, self.seeds_for(ctx), ctx.step).to(scores.device)
+        seeds = self.seeds_for(ctx)
+        # After truncation few tokens are left: race only those (noise is keyed on token ids,
+        # so the draw is the full row's), instead of drawing noise for the whole vocabulary.
+        left = int((scores > NEG_INF).sum(dim=-1).max())
+        if 0 < left <= scores.shape[-1] // SPARSE_FRACTION:
+            values, token_ids = torch.topk(scores, left, dim=-1)
+            column = race(values, seeds, ctx.step, token_ids=token_ids).to(token_ids.device)
+            return token_ids.gather(-1, column.unsqueeze(-1)).squeeze(-1)
+        return race(scores, seeds, ctx.step).to(scores.device)
 
     def select_sorted(self, view: CandidateView, ctx: StepContext) -> torch.Tensor:
         # The noise is keyed on token ids, so racing the view draws the dense path's token.
