@@ -174,5 +174,31 @@ def test_ascii_stop_strings_match_transformers(tok, num_beams: int) -> None:
         model, ids, None, eos_token_id=EOS, stop_strings=stops, tokenizer=tok, **common
     )
     assert torch.equal(out.sequences, ref)
-    if num_beams == 1:  # in beam search the stopped beams may lose to longer ones; equality is the check
+    if (
+        num_beams == 1
+    ):  # in beam search the stopped beams may lose to longer ones; equality is the check
         assert "stop_string" in out.finish_reasons
+
+
+def test_stop_string_check_agrees_with_transformers_on_every_prefix(tok) -> None:
+    from transformers import PreTrainedTokenizerFast
+    from transformers.generation.stopping_criteria import StopStringCriteria
+
+    from logitkit.settings import GenerationSettings
+    from logitkit.stopping import StopContext
+    from logitkit_builtins.stopping import StopStrings
+
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>")
+    stops = ["小猫", "k bro", "op"]
+    ids = encode(tok, "the quick brown fox, 世界小猫 stop here")
+    theirs = StopStringCriteria(hf_tok, stops)
+    settings = GenerationSettings(stop_strings=stops)
+    ours = StopStrings.from_settings(StopContext(settings, (), 1, 100, tok))
+    assert ours is not None
+    hits = []
+    for n in range(2, len(ids) + 1):
+        seq = torch.tensor([ids[:n]])
+        mine = ours.check(seq, n - 1)
+        hits.append(bool(mine[0]) if mine is not None else False)
+        assert hits[-1] == bool(theirs(seq, None)[0]), tok.decode(ids[:n])
+    assert sum(hits) >= 3
