@@ -202,3 +202,15 @@ def test_stop_string_check_agrees_with_transformers_on_every_prefix(tok) -> None
         hits.append(bool(mine[0]) if mine is not None else False)
         assert hits[-1] == bool(theirs(seq, None)[0]), tok.decode(ids[:n])
     assert sum(hits) >= 3
+
+
+def test_sentencepiece_byte_fallback_tokens_are_their_bytes() -> None:
+    class SentencePieceLike:
+        """A vocabulary with '▁' for spaces and <0xNN> byte-fallback pieces."""
+
+        def get_vocab(self) -> dict[str, int]:
+            return {"<0xE5>": 0, "<0xB0>": 1, "<0x8F>": 2, "▁cat": 3, "小": 4}
+
+    table = token_bytes(SentencePieceLike())
+    assert table == [b"\xe5", b"\xb0", b"\x8f", b" cat", "小".encode()]
+    assert b"".join(table[:3]).decode() == "小"
