@@ -203,7 +203,7 @@ def _sequence_bias(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
 
 
 #: The tiny model of the generate() case.
-GENERATE_MODEL = {"vocab_size": 32000, "num_hidden_layers": 2, "hidden_size": 128, "intermediate_size": 256,
+GENERATE_MODEL: dict[str, Any] = {"vocab_size": 32000, "num_hidden_layers": 2, "hidden_size": 128, "intermediate_size": 256,
                   "num_attention_heads": 4, "num_key_value_heads": 4}  # fmt: skip
 GENERATE_BATCH, GENERATE_PROMPT = 4, 16
 
@@ -216,7 +216,8 @@ def _generate(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
     torch.manual_seed(shape.seed)
     model = LlamaForCausalLM(
         LlamaConfig(**GENERATE_MODEL, pad_token_id=0, bos_token_id=1, eos_token_id=2)
-    ).eval()
+    )
+    model.eval()  # type: ignore[no-untyped-call]
     model.generation_config.eos_token_id = None  # both sides produce every one of the new tokens
     model.generation_config.pad_token_id = 0
     gen = torch.Generator().manual_seed(shape.seed + 3)

@@ -117,7 +117,7 @@ def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tens
     if m * 8 > chunks:
         values, ids = torch.topk(scores, m, dim=-1, sorted=True)
         return values, ids
-    body = scores[:, : chunks * CHUNK].unflatten(1, (chunks, CHUNK))
+    body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
     best_chunks = torch.topk(body.amax(dim=-1), m, dim=-1).indices
     picked = body.gather(1, best_chunks.unsqueeze(-1).expand(-1, -1, CHUNK)).flatten(1)
     picked_ids = (
