@@ -78,6 +78,74 @@ def _criteria(reg: Registry, context: StopContext) -> list[StoppingCriterion]:
     return [c for c in built if c is not None]
 
 
+def _problem(path: str, reason: str) -> ConfigError:
+    return ConfigError([Problem(SOURCE, path, reason)])
+
+
+def _special_tokens(
+    model: Any, pipeline: Pipeline, eos_token_id: Any, pad_token_id: int | None
+) -> tuple[tuple[int, ...], int]:
+    """``(eos ids, pad id)``: keyword, then the config's ``tokens:``, then the model's config."""
+    # An explicit eos_token_id=[] means "no eos"; None falls back to the config, then the model.
+    eos = _ids(eos_token_id)
+    if eos is None:
+        eos = tuple(pipeline.tokens.eos or ()) or _ids(_model_setting(model, "eos_token_id")) or ()
+    pad = pad_token_id if pad_token_id is not None else pipeline.tokens.pad
+    if pad is None:
+        pad = _model_setting(model, "pad_token_id")
+    if pad is None:
+        pad = eos[0] if eos else 0  # transformers also pads with the first eos id
+    return eos, int(pad)
+
+
+def _decoder_start(model: Any, pipeline: Pipeline, explicit: int | None) -> int:
+    for value in (
+        explicit,
+        pipeline.tokens.decoder_start,
+        _model_setting(model, "decoder_start_token_id"),
+        _model_setting(model, "bos_token_id"),
+    ):
+        if value is not None:
+            return int(value)
+    raise ValueError(
+        "an encoder-decoder needs decoder_start_token_id "
+        "(the argument, tokens.decoder_start, or the model's config)"
+    )
+
+
+def _max_length(config: GenerationSettings, model: Any, prompt_length: int) -> int:
+    limits = []
+    if config.max_new_tokens is not None:
+        limits.append(prompt_length + config.max_new_tokens)
+    if config.max_length is not None:
+        limits.append(config.max_length)
+    if limits:
+        limit = min(limits)
+    else:
+        limit = int(_model_setting(model, "max_length") or DEFAULT_MAX_LENGTH)
+    if limit <= prompt_length:
+        hint = "" if limits else f" (the default is {limit}; set max_new_tokens)"
+        raise _problem(
+            "generation.max_length",
+            f"must exceed the prompt length {prompt_length} (got {limit}){hint}",
+        )
+    return limit
+
+
+def _row_seeds(
+    seeds: Any, pipeline: Pipeline, config: GenerationSettings, batch: int
+) -> torch.Tensor | None:
+    given = seeds if seeds is not None else pipeline.context.get("seeds")
+    if given is not None:
+        row_seeds = torch.as_tensor(given, dtype=torch.int64).flatten()
+        if row_seeds.shape[0] != batch:
+            raise ValueError(f"seeds has {row_seeds.shape[0]} entries for {batch} prompts")
+        return row_seeds
+    if config.seed is not None:
+        return torch.full((batch,), config.seed, dtype=torch.int64)
+    return None
+
+
 def generate(
     model: Any,
     input_ids: torch.Tensor,
@@ -113,38 +181,15 @@ def generate(
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
     tokenizer = tokenizer if tokenizer is not None else pipeline.context.get("tokenizer")
-
-    # An explicit eos_token_id=[] means "no eos"; None falls back to the config, then the model.
-    eos = _ids(eos_token_id)
-    if eos is None:
-        eos = tuple(pipeline.tokens.eos or ()) or _ids(_model_setting(model, "eos_token_id")) or ()
-    pad = pad_token_id if pad_token_id is not None else pipeline.tokens.pad
-    if pad is None:
-        pad = _model_setting(model, "pad_token_id")
-    if pad is None:
-        pad = eos[0] if eos else 0  # transformers also pads with the first eos id
+    eos, pad = _special_tokens(model, pipeline, eos_token_id, pad_token_id)
 
     runner = runner_for(model)
     encoder_ids = encoder_mask = None
     decoder_ids, decoder_mask = input_ids, attention_mask
     if runner.is_encoder_decoder:
-        start = (
-            decoder_start_token_id
-            if decoder_start_token_id is not None
-            else pipeline.tokens.decoder_start
-        )
-        if start is None:
-            start = _model_setting(model, "decoder_start_token_id")
-        if start is None:
-            start = _model_setting(model, "bos_token_id")
-        if start is None:
-            raise ValueError(
-                "an encoder-decoder needs decoder_start_token_id (argument, tokens.decoder_start, or model config)"
-            )
+        start = _decoder_start(model, pipeline, decoder_start_token_id)
         encoder_ids, encoder_mask = input_ids, attention_mask
-        decoder_ids = torch.full(
-            (input_ids.shape[0], 1), int(start), dtype=torch.long, device=input_ids.device
-        )
+        decoder_ids = input_ids.new_full((input_ids.shape[0], 1), start)
         decoder_mask = torch.ones_like(decoder_ids)
 
     healed = None
@@ -153,84 +198,37 @@ def generate(
             raise ValueError("token_healing needs a tokenizer: pass tokenizer= to generate()")
         if runner.is_encoder_decoder:
             raise ValueError("token_healing applies to decoder-only models, not encoder-decoders")
-        healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, int(pad))
+        healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, pad)
         decoder_ids, decoder_mask = healed.input_ids, healed.attention_mask
 
     prompt_length = int(decoder_ids.shape[-1])
-    limits = []
-    if config.max_new_tokens is not None:
-        limits.append(prompt_length + config.max_new_tokens)
-    if config.max_length is not None:
-        limits.append(config.max_length)
-    max_length = (
-        min(limits)
-        if limits
-        else max(DEFAULT_MAX_LENGTH, int(_model_setting(model, "max_length") or 0))
-    )
-    if max_length <= prompt_length:
-        raise ConfigError(
-            [
-                Problem(
-                    SOURCE,
-                    "generation.max_length",
-                    f"must exceed the prompt length {prompt_length} (got {max_length})",
-                )
-            ]
-        )
-
+    max_length = _max_length(config, model, prompt_length)
     if config.stop_strings and tokenizer is None:
-        raise ConfigError(
-            [
-                Problem(
-                    SOURCE,
-                    "generation.stop_strings",
-                    "need a tokenizer: pass tokenizer= to generate()",
-                )
-            ]
-        )
-    stop_context = StopContext(
-        config, tuple(eos), prompt_length, max_length, tokenizer, time.monotonic()
-    )
+        raise _problem("generation.stop_strings", "need a tokenizer: pass tokenizer= to generate()")
+    stop_context = StopContext(config, eos, prompt_length, max_length, tokenizer, time.monotonic())
 
-    row_seeds = None
-    given = seeds if seeds is not None else pipeline.context.get("seeds")
-    if given is not None:
-        row_seeds = torch.as_tensor(given, dtype=torch.int64).flatten()
-        if row_seeds.shape[0] != input_ids.shape[0]:
-            raise ValueError(
-                f"seeds has {row_seeds.shape[0]} entries for {input_ids.shape[0]} prompts"
-            )
-    elif config.seed is not None:
-        row_seeds = torch.full((input_ids.shape[0],), config.seed, dtype=torch.int64)
-
+    name = _search_name(config)
+    entry = reg.search_strategies.get(name)
+    if entry is None:
+        known = ", ".join(sorted(reg.search_strategies)) or "none"
+        raise _problem("generation.search", f"unknown search strategy {name!r}; known: {known}")
     job = DecodingJob(
         runner=runner,
         pipeline=pipeline,
         settings=config,
         input_ids=decoder_ids,
         attention_mask=decoder_mask,
-        eos=tuple(eos),
-        pad=int(pad),
+        eos=eos,
+        pad=pad,
         max_length=max_length,
         criteria=_criteria(reg, stop_context),
         encoder_input_ids=encoder_ids,
         encoder_attention_mask=encoder_mask,
-        seeds=row_seeds,
+        seeds=_row_seeds(seeds, pipeline, config, input_ids.shape[0]),
         tokenizer=tokenizer,
         model=model,
         healed=healed,
     )
-    name = _search_name(config)
-    entry = reg.search_strategies.get(name)
-    if entry is None:
-        known = ", ".join(sorted(reg.search_strategies)) or "none"
-        raise ConfigError(
-            [
-                Problem(
-                    SOURCE, "generation.search", f"unknown search strategy {name!r}; known: {known}"
-                )
-            ]
-        )
     pipeline.reset()
     with torch.inference_mode():
         output: GenerationOutput = entry.value(job)
