@@ -262,8 +262,9 @@ def test_chunked_topk_finds_the_same_values_as_topk() -> None:
         assert bool((ids.sort(-1).values.diff(dim=-1) > 0).all())  # distinct tokens
 
 
-def test_the_chain_on_a_qwen_sized_row_matches_the_dense_path(reg) -> None:  # type: ignore[no-untyped-def]
-    scores = random_rows(2, 151936, 4.0, 15)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_chain_on_a_qwen_sized_row_matches_the_dense_path(reg, dtype) -> None:  # type: ignore[no-untyped-def]
+    scores = random_rows(2, 151936, 4.0, 15).to(dtype)
     ids = torch.randint(0, 151936, (2, 64), generator=torch.Generator().manual_seed(0))
     chain = [
         {"repetition_penalty": 1.1},

@@ -118,7 +118,9 @@ def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tens
         values, ids = torch.topk(scores, m, dim=-1, sorted=True)
         return values, ids
     body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
-    best_chunks = torch.topk(body.amax(dim=-1), m, dim=-1).indices
+    # CPU reductions in half precision are slow; the chunk maxima are exact in fp32 too.
+    maxima = body.float().amax(dim=-1) if body.element_size() < 4 else body.amax(dim=-1)
+    best_chunks = torch.topk(maxima, m, dim=-1).indices
     picked = body.gather(1, best_chunks.unsqueeze(-1).expand(-1, -1, CHUNK)).flatten(1)
     picked_ids = (
         best_chunks.unsqueeze(-1) * CHUNK + torch.arange(CHUNK, device=scores.device)
@@ -355,6 +357,8 @@ def _views(
     if capped:
         # One past the largest cap (top_k's k) shows whether a tie crosses the edge.
         m = max(int(c) + 1 for p in chain if (c := _cap_of(p, vocab)) is not None)
+        if scores.element_size() < 4:
+            m *= 2  # fp16/bf16 scores tie often; room for a tie group at the edge saves a retry
         while m < vocab * FULL_SORT_FRACTION:
             yield CandidateView.top(scores, m, stats)
             m *= 4
