@@ -214,3 +214,15 @@ def test_sentencepiece_byte_fallback_tokens_are_their_bytes() -> None:
     table = token_bytes(SentencePieceLike())
     assert table == [b"\xe5", b"\xb0", b"\x8f", b" cat", "小".encode()]
     assert b"".join(table[:3]).decode() == "小"
+
+
+def test_added_tokens_outside_the_byte_alphabet_keep_their_text(tok) -> None:
+    class WithChatMarker:
+        def get_vocab(self) -> dict[str, int]:
+            vocab = dict(tok.get_vocab())
+            vocab["<｜end▁of▁turn｜>"] = len(vocab)
+            return vocab
+
+    table = token_bytes(WithChatMarker())
+    assert table[-1] == "<｜end▁of▁turn｜>".encode()
+    assert table[tok.token_to_id("Ġ")] == b" "  # the rest is still read as byte-level

@@ -17,6 +17,8 @@ from functools import lru_cache
 from typing import Any
 
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+#: Share of tokens spelled in GPT-2's byte alphabet above which a vocabulary counts as byte-level.
+BYTE_LEVEL_MAJORITY = 0.9
 
 
 @lru_cache(maxsize=1)
@@ -44,9 +46,11 @@ def vocabulary(tokenizer: Any) -> dict[str, int]:
 
 
 def _is_byte_level(vocab: dict[str, int]) -> bool:
-    # A byte-level vocabulary spells every token with the 256 stand-in characters.
+    # A byte-level vocabulary spells its tokens with the 256 stand-in characters; added tokens
+    # (chat markers and the like) may not, so a large majority decides.
     alphabet = byte_level_alphabet()
-    return bool(vocab) and all(ch in alphabet for token in vocab for ch in token)
+    spelled = sum(all(ch in alphabet for ch in token) for token in vocab)
+    return bool(vocab) and spelled >= BYTE_LEVEL_MAJORITY * len(vocab)
 
 
 #: Recently used tables, keyed by tokenizer identity (the tokenizer is kept so its id stays unique).
@@ -69,7 +73,10 @@ def token_bytes(tokenizer: Any) -> list[bytes]:
         if fallback:  # SentencePiece byte fallback, e.g. <0xE4>
             table[token_id] = bytes([int(fallback.group(1), 16)])
         elif byte_level:
-            table[token_id] = bytes(alphabet[ch] for ch in token)
+            if all(ch in alphabet for ch in token):
+                table[token_id] = bytes(alphabet[ch] for ch in token)
+            else:  # an added token spelled in plain text
+                table[token_id] = token.encode("utf-8")
         else:
             table[token_id] = token.replace("\u2581", " ").encode("utf-8")
     if len(_TABLES) >= _TABLES_KEPT:
