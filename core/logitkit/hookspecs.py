@@ -39,10 +39,19 @@ def register_config_presets(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_stopping_criteria(register: Callable[..., None]) -> None:
-    """Register stopping-criterion classes for ``logitkit.generate``: ``register(cls, replace=False)``."""
+    """Register stopping-criterion classes for ``logitkit.generate``: ``register(cls, replace=False)``.
+
+    ``cls`` subclasses ``logitkit.stopping.StoppingCriterion``: ``from_settings(context)``
+    builds it for one generation (or returns None), ``check(sequences, step)`` names the rows
+    that stop, and ``reason`` is the finish reason it reports (see docs/generation.md).
+    """
 
 
 @hookspec
 def register_search_strategies(register: Callable[..., None]) -> None:
-    """Register search strategies (greedy/sample, beam, ...): ``register(name, strategy, replace=False)``."""
+    """Register search strategies (greedy/sample, beam, ...): ``register(name, strategy, description="")``.
+
+    ``strategy(job)`` takes a ``logitkit.decoding.DecodingJob`` and returns a
+    ``logitkit.decoding.GenerationOutput``; the ``search`` setting selects it by name.
+    """
 
