@@ -226,3 +226,19 @@ def test_added_tokens_outside_the_byte_alphabet_keep_their_text(tok) -> None:
     table = token_bytes(WithChatMarker())
     assert table[-1] == "<｜end▁of▁turn｜>".encode()
     assert table[tok.token_to_id("Ġ")] == b" "  # the rest is still read as byte-level
+
+
+def test_a_stopping_criterion_must_subclass_the_contract(make_registry) -> None:
+    from logitkit import hookimpl
+
+    class NotACriterion:
+        name = "nope"
+
+    class Plugin:
+        @hookimpl
+        def register_stopping_criteria(self, register):  # type: ignore[no-untyped-def]
+            register(NotACriterion)
+
+    reg = make_registry(inline={"bad": Plugin()})
+    assert "nope" not in reg.stopping_criteria
+    assert any("StoppingCriterion" in f.error for f in reg.failures)

@@ -15,6 +15,7 @@ from logitkit import plugins as plugin_loading
 from logitkit.plugins import PluginSource
 from logitkit.processor import Processor, Selector, summary_of
 from logitkit.stages import coerce_stage
+from logitkit.stopping import StoppingCriterion
 
 log = logging.getLogger("logitkit.registry")
 
@@ -173,8 +174,12 @@ class _Staging:
 
         def register(cls: type, *, replace: bool = False) -> None:
             if hook == "register_stopping_criteria":
-                if not isinstance(cls, type) or not isinstance(getattr(cls, "name", None), str):
-                    raise RegistrationError(f"{kind} must be a class with a name, got {cls!r}")
+                if not isinstance(cls, type) or not issubclass(cls, StoppingCriterion):
+                    raise RegistrationError(
+                        f"{kind} must be a subclass of logitkit.stopping.StoppingCriterion, got {cls!r}"
+                    )
+                if not isinstance(getattr(cls, "name", None), str):
+                    raise RegistrationError(f"{cls.__name__}.name must be a string")
             else:
                 _check_class(cls, base, kind)
             name = cls.name  # type: ignore[attr-defined]
