@@ -145,3 +145,32 @@ def test_group_beam_search_on_an_encoder_decoder() -> None:
         max_new_tokens=5,
     )
     assert torch.equal(one_group.sequences, ref)
+
+
+def test_a_search_strategy_must_be_callable_and_can_be_chosen_by_name(make_registry) -> None:
+    from _generation_helpers import Scripted
+
+    from logitkit import hookimpl
+    from logitkit.decoding import GenerationOutput
+
+    seen = []
+
+    def echo(job):  # type: ignore[no-untyped-def]
+        seen.append(job.max_length)
+        return GenerationOutput(job.input_ids, ["length"] * job.batch_size, job.prompt_length)
+
+    class Broken:
+        @hookimpl
+        def register_search_strategies(self, register):  # type: ignore[no-untyped-def]
+            register("broken", 42)
+
+    class Echo:
+        @hookimpl
+        def register_search_strategies(self, register):  # type: ignore[no-untyped-def]
+            register("echo", echo, "returns the prompt")
+
+    reg = make_registry(inline={"broken": Broken(), "echo": Echo()})
+    assert any("must be callable" in f.error for f in reg.failures)
+    model = Scripted([[3]], 1, 10, 3)
+    out = logitkit.generate(model, torch.tensor([[3]]), None, search="echo", max_new_tokens=4)
+    assert seen == [5] and out.sequences.tolist() == [[3]]

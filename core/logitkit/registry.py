@@ -194,6 +194,8 @@ class _Staging:
                 raise RegistrationError(f"a name must be a non-empty string, got {name!r}")
             if hook == "register_order_presets" and not callable(value):
                 raise RegistrationError(f"order preset {name!r} must be callable")
+            if hook == "register_search_strategies" and not callable(value):
+                raise RegistrationError(f"search strategy {name!r} must be callable: strategy(job) -> GenerationOutput")
             if hook == "register_config_presets" and not isinstance(value, (dict, list)):
                 raise RegistrationError(f"config preset {name!r} must be a dict or list")
             replaced = self._clash(hook, name, replace)
