@@ -42,9 +42,8 @@ def decode(job: DecodingJob) -> GenerationOutput:
         if fired is not None:
             codes = torch.where(codes == 0, fired, codes)
             any_finished = True
-            if not bool(
-                (codes == 0).any()
-            ):  # the one host sync per step, and only once a row has stopped
+            # The loop's one host sync, made only on steps where a criterion returned rows.
+            if not bool((codes == 0).any()):
                 break
         logits = job.runner.advance(state.sequences, state.attention_mask)
     return GenerationOutput(
