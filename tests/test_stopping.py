@@ -242,3 +242,30 @@ def test_a_stopping_criterion_must_subclass_the_contract(make_registry) -> None:
     reg = make_registry(inline={"bad": Plugin()})
     assert "nope" not in reg.stopping_criteria
     assert any("StoppingCriterion" in f.error for f in reg.failures)
+
+
+@pytest.mark.parametrize("search", [{"num_beams": 2}, {"num_beams": 4, "num_beam_groups": 2}])
+def test_max_time_ends_beam_searches_with_reason_time(search) -> None:
+    import time as clock
+
+    from _generation_helpers import left_padded, tiny_llama
+
+    llama = tiny_llama()
+    ids, mask = left_padded([4, 4])
+
+    def slow(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        clock.sleep(0.03)
+        return llama(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    out = logitkit.generate(
+        slow,
+        ids,
+        None,
+        attention_mask=mask,
+        eos_token_id=[],
+        max_time=0.15,
+        max_new_tokens=60,
+        **search,
+    )
+    assert out.finish_reasons == ["time", "time"]
+    assert out.new_tokens.shape[1] < 60
