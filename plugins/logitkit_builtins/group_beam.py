@@ -5,7 +5,8 @@ searched one after the other at every step. Before a group picks its
 tokens, each token's log-probability is lowered by ``diversity_penalty``
 times the number of beams of earlier groups (same prompt) that picked it at
 this step (Hamming diversity; applied before the pipeline's processors, as
-4.x put it first in the processor list). Each group keeps its own finished
+4.x ran it ahead of everything but guidance and sequence_bias, both of which
+commute with it only when additive). Each group keeps its own finished
 hypotheses with 4.x's ``BeamHypotheses`` rules; at the end the best
 ``num_return_sequences`` across all groups are returned. Unlike 4.x, a
 finished sequence keeps the eos token it ended with (4.x wrote the first eos
