@@ -4,9 +4,8 @@ The ``num_beams`` beams are split into ``num_beam_groups`` groups that are
 searched one after the other at every step. Before a group picks its
 tokens, each token's log-probability is lowered by ``diversity_penalty``
 times the number of beams of earlier groups (same prompt) that picked it at
-this step (Hamming diversity; applied before the pipeline's processors, as
-4.x ran it ahead of everything but guidance and sequence_bias, both of which
-commute with it only when additive). Each group keeps its own finished
+this step (Hamming diversity; applied before the pipeline's processors: 4.x
+ran it ahead of every processor except guidance and sequence_bias). Each group keeps its own finished
 hypotheses with 4.x's ``BeamHypotheses`` rules; at the end the best
 ``num_return_sequences`` across all groups are returned. Unlike 4.x, a
 finished sequence keeps the eos token it ended with (4.x wrote the first eos
