@@ -14,7 +14,7 @@ import math
 import os
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -469,6 +469,3 @@ def problems_of(obj: Any, **kwargs: Any) -> list[Problem]:
         return list(exc.problems)
     return []
 
-
-def as_mapping(obj: Any) -> Mapping[str, Any]:
-    return obj if isinstance(obj, Mapping) else {}
