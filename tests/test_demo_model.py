@@ -71,11 +71,12 @@ def test_encoding_starts_with_end_of_text_like_each_training_file(codec):
 
 
 def test_completes_python_at_low_temperature(model, codec):
-    # Prompts end on a full token (":"), as a file would, not mid-indentation.
+    # Prompts end on a full token (":" or a closed docstring), as a file would, not mid-indentation.
     method = greedy(model, codec, "class Point:\n    def __init__(self, x, y):", 16)
-    function = greedy(model, codec, "def is_empty(items):", 24)
+    docstring = 'def is_empty(items):\n    """Return True if items is empty."""'
+    function = greedy(model, codec, docstring, 24)
     method_body = method.split("x, y):", 1)[1]
-    function_body = function.split("(items):", 1)[1]
+    function_body = function[len(docstring) :]
     assert method_body.startswith("\n        ")  # a method body, indented one level deeper
     assert "self." in method_body
     assert function_body.startswith("\n    ")

@@ -36,7 +36,8 @@ def probabilities(scores: torch.Tensor) -> torch.Tensor:
 def entropy(probs: torch.Tensor) -> float:
     """Shannon entropy in nats, H = -sum p log p (zero-probability tokens contribute nothing)."""
     positive = probs[probs > 0]
-    return float(-(positive * positive.log()).sum())
+    # A lone token gives p log p = -0.0 (or a rounding hair below 0); entropy is never negative.
+    return max(0.0, float(-(positive * positive.log()).sum()))
 
 
 def temperature_entropies(logits: torch.Tensor, temperatures: Sequence[float]) -> list[float]:
