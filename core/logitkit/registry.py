@@ -19,6 +19,7 @@ from logitkit.stopping import StoppingCriterion
 
 log = logging.getLogger("logitkit.registry")
 
+#: An order preset: the processor classes in stage order in, the preset's order out.
 OrderFunction = Callable[[list[type[Processor]]], list[type[Processor]]]
 
 #: Hooks whose ``register`` callback takes a class with a ``name``.
@@ -96,9 +97,6 @@ class Registry:
     failures: list[PluginFailure] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     plugin_manager: pluggy.PluginManager | None = None
-
-    def processor(self, name: str) -> Entry:
-        return self.processors[name]
 
     def __contains__(self, name: object) -> bool:
         return name in self.processors

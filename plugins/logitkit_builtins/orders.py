@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from logitkit import Processor
-
-OrderFunction = Callable[[list[type[Processor]]], list[type[Processor]]]
+from logitkit.registry import OrderFunction
 
 
 def order_by_names(names: Sequence[str]) -> OrderFunction:
