@@ -55,7 +55,7 @@ def main() -> None:
         encoder = torch.randint(0, 3000, (BATCH, length), generator=gen).to(args.device)
         scores = torch.randn(BATCH, VOCAB, generator=gen).to(args.device)
         tokens = TokenSettings(eos=[2])
-        ctx = StepContext(input_ids=ids, prompt_length=length // 2, step=length // 2, encoder_input_ids=encoder, tokens=tokens)
+        ctx = StepContext(input_ids=ids, prompt_lengths=length // 2, steps=length // 2, encoder_input_ids=encoder, tokens=tokens)
         cases = {
             "repetition_penalty": (build("repetition_penalty", {"penalty": 1.2}), hf.RepetitionPenaltyLogitsProcessor(1.2)),
             "encoder_repetition_penalty": (

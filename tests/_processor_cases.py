@@ -61,8 +61,8 @@ def ids_from(rng: random.Random, k: int, vocab: int, alphabet: int = 6) -> list[
 def ctx_of(inputs: Inputs, tokens: TokenSettings | None = None, **extra: Any) -> StepContext:
     return StepContext(
         input_ids=inputs.input_ids,
-        prompt_length=inputs.prompt_length,
-        step=inputs.length - inputs.prompt_length,
+        prompt_lengths=inputs.prompt_length,
+        steps=inputs.length - inputs.prompt_length,
         tokens=tokens or TokenSettings(),
         **extra,
     )

@@ -257,7 +257,8 @@ def test_check_mode_is_off_by_default_and_costs_no_copies(
     pipe.next_tokens(ids, scores)
     # Unchecked, the damage goes unnoticed: the input was halved in place, and nothing was copied to look.
     assert torch.allclose(scores, before * 0.5)
-    assert clones == []
+    # Nothing the size of the scores or the history was copied (the row state holds a few ints per row).
+    assert [shape for shape in clones if shape in (tuple(scores.shape), tuple(ids.shape))] == []
 
 
 def test_broken_processors_pass_unnoticed_only_without_check_mode() -> None:

@@ -87,14 +87,12 @@ def pipeline(chain: object, **context: object) -> Pipeline:
     return Pipeline.from_config(chain, **context)
 
 
-def both_paths(pipe: Pipeline, run: Callable[[], torch.Tensor]) -> tuple[object, object]:
+def both_paths(pipe: Pipeline, run: Callable[[Pipeline], torch.Tensor]) -> tuple[object, object]:
     """The result of ``run`` on the fused then the dense path (or the error it raised)."""
     results: list[object] = []
     for fast in (True, False):
-        pipe.fast_path = fast
-        pipe.reset()
         try:
-            results.append(run())
+            results.append(run(pipe.replace(fast_path=fast)))
         except EmptyRowError as exc:
             results.append(f"EmptyRowError: {exc}")
     return results[0], results[1]
@@ -115,7 +113,7 @@ def test_fused_and_dense_scores_are_identical(reg, chain) -> None:  # type: igno
         pipe = pipeline(chain)
         ids = torch.zeros(scores.shape[0], 3, dtype=torch.long)
         before = scores.clone()
-        fused, dense = both_paths(pipe, lambda: pipe(ids, scores))  # noqa: B023
+        fused, dense = both_paths(pipe, lambda p: p(ids, scores))  # noqa: B023
         assert torch.equal(scores, before), "the input was modified"
         assert fused.dtype == dense.dtype == scores.dtype, label
         assert torch.equal(fused == NEG_INF, dense == NEG_INF), f"{label}: different token sets"
@@ -135,7 +133,7 @@ def test_sampling_from_the_view_draws_the_dense_token(reg, chain) -> None:  # ty
         pipe = pipeline(chain, seeds=torch.arange(batch, dtype=torch.int64) * 1000 + 17)
         for step in range(3):
             ids = torch.zeros(batch, 4 + step, dtype=torch.long)
-            fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, scores))  # noqa: B023
+            fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))  # noqa: B023
             assert same(fused, dense), f"{label} step {step}"
 
 
@@ -144,7 +142,7 @@ def test_greedy_selector_on_the_view_matches_argmax(reg) -> None:  # type: ignor
         scores = with_model_logits(all_scores)
         pipe = pipeline({"processors": [{"top_k": 10}, {"top_p": 0.8}], "selector": "greedy"})
         ids = torch.zeros(scores.shape[0], 2, dtype=torch.long)
-        fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, scores))  # noqa: B023
+        fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))  # noqa: B023
         assert same(fused, dense), label
 
 
@@ -173,8 +171,7 @@ def test_a_partial_view_grows_until_the_cut_is_inside(reg) -> None:  # type: ign
     assert 3001 <= view.width < 50000  # the 16-logit span, not a full sort
     kept = (view.values > NEG_INF).sum(-1)
     assert bool((kept > 1).all())
-    pipe.fast_path = False
-    assert torch.equal(view.densify(scores), pipe.process(scores, ctx))
+    assert torch.equal(view.densify(scores), pipe.replace(fast_path=False).process(scores, ctx))
 
 
 def test_top_k_view_is_topk_and_needs_no_statistics_pass(reg) -> None:  # type: ignore[no-untyped-def]
@@ -211,14 +208,14 @@ def test_a_processor_without_fast_path_splits_the_run_and_stays_correct(reg) -> 
     assert fastpath.fused_runs(processors) == [(0, 2), (3, 5)]
     pipe = Pipeline(processors, reg.selectors["sample"].cls())
     for label, scores in INPUTS:
-        pipe.context["seeds"] = torch.arange(scores.shape[0])
+        pipe = pipe.replace(seeds=torch.arange(scores.shape[0]))
         ids = torch.zeros(scores.shape[0], 2, dtype=torch.long)
-        fused, dense = both_paths(pipe, lambda: pipe(ids, scores))  # noqa: B023
+        fused, dense = both_paths(pipe, lambda p: p(ids, scores))  # noqa: B023
         assert torch.equal(fused, dense), label
         live = with_model_logits(scores)
-        pipe.context["seeds"] = torch.arange(live.shape[0])
+        pipe = pipe.replace(seeds=torch.arange(live.shape[0]))
         ids = ids[: live.shape[0]]
-        fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, live))  # noqa: B023
+        fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, live))  # noqa: B023
         assert same(fused, dense), label
 
 
@@ -226,7 +223,7 @@ def test_temperature_zero_has_no_fast_path_and_stays_greedy(reg) -> None:  # typ
     pipe = pipeline([{"temperature": 0.0}, {"top_p": 0.9}])
     assert fastpath.fused_kind(pipe.processors[0]) is None
     scores = random_rows(3, 500, 2.0, 12)
-    fused, dense = both_paths(pipe, lambda: pipe(torch.zeros(3, 1, dtype=torch.long), scores))
+    fused, dense = both_paths(pipe, lambda p: p(torch.zeros(3, 1, dtype=torch.long), scores))
     assert torch.equal(fused, dense)
     assert torch.equal((fused > NEG_INF).sum(-1), torch.ones(3, dtype=torch.long))
 
@@ -237,13 +234,13 @@ def test_empty_rows_take_the_dense_policy(reg) -> None:  # type: ignore[no-untyp
     scores[1, :] = NEG_INF
     pipe = pipeline([{"top_k": 5}], seeds=torch.arange(3))
     fused, dense = both_paths(
-        pipe, lambda: pipe.next_tokens(torch.zeros(3, 1, dtype=torch.long), scores)
+        pipe, lambda p: p.next_tokens(torch.zeros(3, 1, dtype=torch.long), scores)
     )
     assert isinstance(fused, str) and fused == dense
     scores[1, :] = random_rows(1, 300, 1.0, 14)
     scores[1, 42] = float("nan")
     fused, dense = both_paths(
-        pipe, lambda: pipe.next_tokens(torch.zeros(3, 1, dtype=torch.long), scores)
+        pipe, lambda p: p.next_tokens(torch.zeros(3, 1, dtype=torch.long), scores)
     )
     assert same(fused, dense)
 
@@ -275,7 +272,7 @@ def test_the_chain_on_a_qwen_sized_row_matches_the_dense_path(reg, dtype) -> Non
     ]
     for config in (chain, [{"top_p": 0.9}], [{"min_p": 0.05}]):
         pipe = pipeline(config, seeds=torch.arange(2))
-        fused, dense = both_paths(pipe, lambda: pipe(ids, scores))  # noqa: B023
+        fused, dense = both_paths(pipe, lambda p: p(ids, scores))
         assert same(fused, dense)
-        fused, dense = both_paths(pipe, lambda: pipe.next_tokens(ids, scores))  # noqa: B023
+        fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))
         assert same(fused, dense)

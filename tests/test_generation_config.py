@@ -61,15 +61,22 @@ def run_both(model: GPT2LMHeadModel, gc: GenerationConfig, steps: int = 6, batch
     theirs = hf_processors(model, gc, prompt, **(hf_kwargs or {}))
     pipe = Pipeline.from_generation_config(gc, input_ids_seq_length=prompt, model=model, **context)
     assert [p.name for p in pipe.processors] == [names_of(p) for p in theirs], pipe
+    # transformers' list keeps state between calls (guidance's branch); a batch state does that here.
+    state = pipe.start(ids)
     for _ in range(steps):
         scores = torch.randn(batch, VOCAB, generator=gen) * 3
         expected = theirs(ids, scores.clone())
         assert not torch.isnan(expected).any(), "a nan reference would hide differences"
-        ours = pipe(ids, scores)
+        ours = state(ids, scores)
+        # A call on its own gives the same for every processor whose result follows from the history.
+        if not pipe.stateful:
+            assert torch.equal(pipe(ids, scores), ours)
         assert torch.equal(torch.isneginf(ours), torch.isneginf(expected))
         finite = torch.isfinite(expected)
         torch.testing.assert_close(ours[finite], expected[finite], rtol=1e-5, atol=1e-6)
-        ids = torch.cat([ids, torch.randint(0, 8, (batch, 1), generator=gen)], dim=1)
+        chosen = torch.randint(0, 8, (batch,), generator=gen)
+        state.accept(chosen)
+        ids = torch.cat([ids, chosen.unsqueeze(-1)], dim=1)
 
 
 HF_NAMES = {

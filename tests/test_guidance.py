@@ -62,13 +62,17 @@ def test_every_step_equals_transformers(
     )
     gen = torch.Generator().manual_seed(2)
     ids = torch.randint(0, VOCAB, (3, 5), generator=gen)
+    # transformers' processor keeps the branch between calls; a batch state does that here.
+    state = pipe.start(ids)
     for step in range(5):
         scores = torch.randn(3, VOCAB, generator=gen)
         with torch.no_grad():
             expected = theirs(ids, scores)
-        got = pipe(ids, scores)
+        got = state(ids, scores)
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6, msg=f"step {step}")
-        ids = torch.cat([ids, torch.randint(0, VOCAB, (3, 1), generator=gen)], dim=1)
+        chosen = torch.randint(0, VOCAB, (3,), generator=gen)
+        state.accept(chosen)
+        ids = torch.cat([ids, chosen.unsqueeze(-1)], dim=1)
 
 
 def test_negative_prompt_names_from_generate_are_accepted(model: torch.nn.Module) -> None:

@@ -83,8 +83,8 @@ def build(name: str) -> Processor:
 def context(ids: torch.Tensor, vocab: int) -> StepContext:
     return StepContext(
         input_ids=ids,
-        prompt_length=2,
-        step=int(ids.shape[1]) - 2,
+        prompt_lengths=2,
+        steps=int(ids.shape[1]) - 2,
         tokens=TOKENS,
         model=FakeModel(vocab),
         seeds=torch.arange(ids.shape[0], dtype=torch.int64) * 7 + 1,
@@ -203,11 +203,9 @@ CHAINS: dict[str, Any] = {
 def pipelines(chain: Any, batch: int) -> Iterator[Pipeline]:
     for fast in (True, False):
         for policy in ("top", "error"):
-            pipe = Pipeline.from_config(
-                chain, on_empty_row=policy, seeds=torch.arange(batch) * 11 + 3
+            yield Pipeline.from_config(
+                chain, on_empty_row=policy, seeds=torch.arange(batch) * 11 + 3, fast_path=fast
             )
-            pipe.fast_path = fast
-            yield pipe
 
 
 @pytest.mark.parametrize("chain", sorted(CHAINS))
@@ -264,8 +262,7 @@ def emptying_chain() -> dict[str, Any]:
 def test_masks_that_remove_every_token_keep_the_models_top_token(fast: bool) -> None:
     scores = base(4, 12, seed=5)
     scores[:, 0] = -50.0  # token 0 is never the model's choice, so a silent 0 would show
-    pipe = Pipeline.from_config(emptying_chain(), seeds=torch.arange(4))
-    pipe.fast_path = fast
+    pipe = Pipeline.from_config(emptying_chain(), seeds=torch.arange(4), fast_path=fast)
     tokens = pipe.next_tokens(history(4), scores)
     assert torch.equal(tokens, scores.argmax(dim=-1))
     assert not bool((tokens == 0).any())
@@ -275,8 +272,9 @@ def test_masks_that_remove_every_token_keep_the_models_top_token(fast: bool) -> 
 def test_masks_that_remove_every_token_name_the_processor_under_the_error_policy(
     fast: bool,
 ) -> None:
-    pipe = Pipeline.from_config(emptying_chain(), on_empty_row="error", seeds=torch.arange(4))
-    pipe.fast_path = fast
+    pipe = Pipeline.from_config(
+        emptying_chain(), on_empty_row="error", seeds=torch.arange(4), fast_path=fast
+    )
     with pytest.raises(
         EmptyRowError,
         match=r"rows \[0, 1, 2, 3\] have no token left after processor 'bad_words_ids' \(stage logits\)",

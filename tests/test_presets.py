@@ -81,6 +81,5 @@ def test_code_preset_picks_the_most_likely_token(reg):
     pipe = Pipeline.from_config({"preset": "code"}, registry=reg)
     scores = torch.tensor([[0.1, 2.0, 1.9, -1.0]])
     for seed in range(5):
-        pipe.reset()
-        pipe.context["seeds"] = torch.tensor([seed])
-        assert int(pipe.next_tokens(torch.zeros((1, 1), dtype=torch.long), scores)[0]) == 1
+        seeded = pipe.replace(seeds=torch.tensor([seed]))
+        assert int(seeded.next_tokens(torch.zeros((1, 1), dtype=torch.long), scores)[0]) == 1

@@ -43,6 +43,8 @@ def rows_of(ctx: StepContext, rows: list[int]) -> StepContext:
     return dataclasses.replace(
         ctx,
         input_ids=ctx.input_ids[index],
+        prompt_lengths=ctx.prompt_lengths[index],
+        steps=ctx.steps[index],
         attention_mask=pick(ctx.attention_mask),
         encoder_input_ids=pick(ctx.encoder_input_ids),
     )

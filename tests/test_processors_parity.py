@@ -83,7 +83,7 @@ def test_batched_prefix_callable_matches_transformers_per_row_callable() -> None
 
     from logitkit import StepContext
 
-    ctx = StepContext(input_ids=ids, prompt_length=3, step=4)
+    ctx = StepContext(input_ids=ids, prompt_lengths=3, steps=4)
     ours = prefix_allowed_tokens(batched, num_beams=beams).apply(scores, ctx)
     assert torch.equal(ours, PrefixConstrainedLogitsProcessor(per_row, beams)(ids, scores.clone()))
 
@@ -120,7 +120,7 @@ def test_temperature_zero_is_greedy_where_transformers_refuses_it() -> None:
 
 
 def _ctx(ids: torch.Tensor) -> StepContext:
-    return StepContext(input_ids=ids, prompt_length=ids.shape[1], step=0)
+    return StepContext(input_ids=ids, prompt_lengths=ids.shape[1], steps=0)
 
 
 def test_repetition_penalty_normalize_does_not_depend_on_the_logits_offset() -> None:
@@ -182,7 +182,7 @@ def test_encoder_processors_use_the_prompt_when_there_is_no_encoder(name: str) -
         ours, theirs = build(name, {"penalty": 1.6}), EncoderRepetitionPenaltyLogitsProcessor(1.6, prompt)
     else:
         ours, theirs = build(name, {"ngram_size": 2}), EncoderNoRepeatNGramLogitsProcessor(2, prompt)
-    out = ours.apply(scores, StepContext(input_ids=ids, prompt_length=7, step=5))
+    out = ours.apply(scores, StepContext(input_ids=ids, prompt_lengths=7, steps=5))
     assert not torch.equal(out, scores)
     assert torch.equal(out, theirs(ids, scores.clone()))
 
@@ -208,7 +208,7 @@ def test_negative_padding_ids_are_ignored(name: str) -> None:
     ids[3] = -100  # a row of padding only
     scores = torch.randn(4, vocab, generator=gen)
     past_vocab = ids.masked_fill(ids < 0, vocab + 5)
-    ctx = StepContext(input_ids=ids, prompt_length=15, step=0, encoder_input_ids=ids)
+    ctx = StepContext(input_ids=ids, prompt_lengths=15, steps=0, encoder_input_ids=ids)
     reference = {
         "repetition_penalty": (lambda: build(name, {"penalty": 1.7}), RepetitionPenaltyLogitsProcessor(1.7)),
         "no_repeat_ngram_size": (lambda: build(name, {"ngram_size": 2}), NoRepeatNGramLogitsProcessor(2)),

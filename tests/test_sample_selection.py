@@ -89,14 +89,14 @@ def test_selector_alone_is_batch_invariant_bit_for_bit() -> None:
     scores = torch.randn(8, 50, generator=torch.Generator().manual_seed(0))
     seeds = torch.arange(8) * 7 + 3
     ctx = StepContext(
-        input_ids=torch.zeros(8, 1, dtype=torch.long), prompt_length=1, step=4, seeds=seeds
+        input_ids=torch.zeros(8, 1, dtype=torch.long), prompt_lengths=1, steps=4, seeds=seeds
     )
     together = pipe.select(scores, ctx)
     for row in range(8):
         one = StepContext(
             input_ids=torch.zeros(1, 1, dtype=torch.long),
-            prompt_length=1,
-            step=4,
+            prompt_lengths=1,
+            steps=4,
             seeds=seeds[row : row + 1],
         )
         assert pipe.select(scores[row : row + 1], one).item() == together[row].item()
@@ -113,8 +113,8 @@ def test_sample_frequencies_match_the_processed_distribution(across: str) -> Non
     if across == "rows":  # one draw per seed
         ctx = StepContext(
             input_ids=torch.zeros(n, 1, dtype=torch.long),
-            prompt_length=1,
-            step=0,
+            prompt_lengths=1,
+            steps=0,
             seeds=torch.arange(n),
         )
         draws = pipe.select(processed.expand(n, -1), ctx)
@@ -123,8 +123,8 @@ def test_sample_frequencies_match_the_processed_distribution(across: str) -> Non
         for step in range(n):
             ctx = StepContext(
                 input_ids=torch.zeros(1, 1, dtype=torch.long),
-                prompt_length=1,
-                step=step,
+                prompt_lengths=1,
+                steps=step,
                 seeds=torch.tensor([42]),
             )
             chunks.append(pipe.select(processed, ctx))
@@ -187,8 +187,7 @@ def test_num_return_sequences_copies_get_different_draws(llama) -> None:
 def test_fused_fast_path_and_dense_path_pick_the_same_tokens(llama) -> None:
     ids, mask = left_padded([5, 7, 3, 6])
     fast = Pipeline.from_config(SAMPLING)
-    dense = Pipeline.from_config(SAMPLING)
-    dense.fast_path = False
+    dense = Pipeline.from_config(SAMPLING, fast_path=False)
     common = dict(attention_mask=mask, seeds=[3, 1, 4, 1], max_new_tokens=12, eos_token_id=[])
     a = logitkit.generate(llama, ids, fast, **common)
     b = logitkit.generate(llama, ids, dense, **common)
@@ -201,13 +200,15 @@ def test_fused_fast_path_and_dense_path_pick_the_same_tokens(llama) -> None:
 def test_racing_only_the_surviving_tokens_draws_the_full_rows_token() -> None:
     from logitkit.sampling import race
 
-    pipe = Pipeline.from_config({"processors": [{"top_k": 20}], "selector": "sample"})
-    pipe.fast_path = False  # exercise the dense selector, which then races the 20 survivors
+    # The dense selector then races the 20 survivors.
+    pipe = Pipeline.from_config(
+        {"processors": [{"top_k": 20}], "selector": "sample"}, fast_path=False
+    )
     scores = torch.randn(64, 800, generator=torch.Generator().manual_seed(9)) * 3
     processed = pipe(torch.zeros(64, 1, dtype=torch.long), scores)
     seeds = torch.arange(64) * 31 + 5
     for step in range(5):
         ctx = StepContext(
-            input_ids=torch.zeros(64, 1, dtype=torch.long), prompt_length=1, step=step, seeds=seeds
+            input_ids=torch.zeros(64, 1, dtype=torch.long), prompt_lengths=1, steps=step, seeds=seeds
         )
         assert torch.equal(pipe.select(processed, ctx), race(processed, seeds, step))

@@ -43,8 +43,7 @@ def score_rows(draw: st.DrawFn) -> torch.Tensor:
 
 
 def run(config: dict, scores: torch.Tensor, fast: bool) -> torch.Tensor:
-    pipe = Pipeline.from_config([config])
-    pipe.fast_path = fast
+    pipe = Pipeline.from_config([config], fast_path=fast)
     return pipe(torch.zeros(scores.shape[0], 1, dtype=torch.long), scores)
 
 

@@ -12,14 +12,17 @@ from logitkit.pipeline import EmptyRowError, Pipeline, ProcessorContractError
 from logitkit.processor import (
     CheckContext,
     EmptyConfig,
+    NewRows,
     Processor,
     ProcessorConfig,
+    RowState,
     Selector,
     StepContext,
     TokenSettings,
 )
 from logitkit.registry import Registry, build_registry, registry
 from logitkit.stages import Stage
+from logitkit.state import BatchState, RowStateError
 
 try:
     __version__ = metadata.version("logitkit")
@@ -27,16 +30,20 @@ except metadata.PackageNotFoundError:  # running from a source tree that is not 
     __version__ = "0+unknown"
 
 __all__ = [
+    "BatchState",
     "CheckContext",
     "ConfigError",
     "EmptyConfig",
     "EmptyRowError",
+    "NewRows",
     "Pipeline",
     "Problem",
     "Processor",
     "ProcessorConfig",
     "ProcessorContractError",
     "Registry",
+    "RowState",
+    "RowStateError",
     "Selector",
     "Stage",
     "StepContext",
@@ -52,9 +59,8 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The decoding loop pulls in more of transformers; load it only when asked for.
     if name == "generate":
-        from logitkit.generate import generate
+        from logitkit.generation import generate
 
-        # Importing the submodule bound the name to the module; bind the function instead.
         globals()["generate"] = generate
         return generate
     raise AttributeError(f"module 'logitkit' has no attribute {name!r}")

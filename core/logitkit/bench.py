@@ -211,7 +211,7 @@ GENERATE_BATCH, GENERATE_PROMPT = 4, 16
 def _generate(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from logitkit.generate import generate
+    from logitkit.generation import generate
 
     torch.manual_seed(shape.seed)
     model = LlamaForCausalLM(

@@ -8,18 +8,19 @@ runs the loop. The job's helpers keep every strategy's bookkeeping the same.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from logitkit import fastpath
 from logitkit.healing import HealedPrompts
 from logitkit.models import Runner
 from logitkit.pipeline import Pipeline
 from logitkit.processor import StepContext
 from logitkit.sampling import splitmix64
 from logitkit.settings import GenerationSettings
+from logitkit.state import BatchState
 from logitkit.stopping import FINISH_REASONS, StoppingCriterion, reason_code
 
 
@@ -77,6 +78,8 @@ class DecodingJob:
     tokenizer: Any = None
     model: Any = None
     healed: HealedPrompts | None = None
+    #: Called with each step's chosen tokens ([rows]) by strategies that pick one per row per step.
+    on_tokens: Callable[[torch.Tensor], None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -108,9 +111,8 @@ class DecodingJob:
         encoder_ids = None
         if self.encoder_input_ids is not None:
             encoder_ids = self.encoder_input_ids.repeat_interleave(expand, dim=0)
-        return DecodingState(
-            sequences, full_mask, length, logits, self.row_seeds(expand), encoder_ids
-        )
+        rows_state = self.pipeline.start(ids, seeds=self.row_seeds(expand))
+        return DecodingState(sequences, full_mask, length, logits, rows_state, encoder_ids)
 
     def row_seeds(self, expand: int) -> torch.Tensor | None:
         """Seeds per expanded row: the prompt's seed for its first copy, a derived one for the others."""
@@ -134,23 +136,19 @@ class DecodingJob:
         """The step context for ``sequences``; ``rows`` names their rows of the state when they are a subset."""
         length = int(sequences.shape[-1])
         mask = state.attention_mask_buffer[:, :length]
-        encoder_ids, seeds = state.encoder_input_ids, state.seeds
+        encoder_ids = state.encoder_input_ids
+        batch = state.rows
         if rows is not None:
             mask = mask[rows]
             encoder_ids = encoder_ids[rows] if encoder_ids is not None else None
-            seeds = seeds[rows] if seeds is not None else None
-        return StepContext(
-            input_ids=sequences,
-            prompt_length=self.prompt_length,
-            step=length - self.prompt_length,
-            tokens=self.pipeline.tokens,
+            batch = state.rows.subset(rows)
+        return batch.context(
+            sequences,
             attention_mask=mask,
             encoder_input_ids=encoder_ids,
             tokenizer=self.tokenizer,
             model=self.model,
-            seeds=seeds,
             beam_search=beam_search,
-            extra=self.pipeline.extra_context(),
         )
 
     def choose(
@@ -158,19 +156,13 @@ class DecodingJob:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Processors then selector: ``(tokens, processed scores or None)``.
 
-        Samples straight from the fused candidate view when the chain allows it
-        and nobody asked for the dense processed scores (as ``Pipeline.next_tokens`` does).
+        Samples straight from the fused candidate view unless the dense
+        processed scores were asked for.
         """
         pipe = self.pipeline
-        if pipe.fast_path and not pipe.check:
-            dense, view = fastpath.run_chain(pipe.processors, logits, ctx)
-            if view is not None and not keep_scores:
-                tokens = fastpath.select_from_view(pipe.selector, view, ctx)
-                if tokens is not None:
-                    return tokens, None
-            processed = dense if view is None else view.densify(dense)
-        else:
-            processed = pipe.process(logits, ctx)
+        if not keep_scores:
+            return pipe.choose(logits, ctx), None
+        processed = pipe.process(logits, ctx)
         return pipe.select(processed, ctx, raw=logits), processed
 
     def stop_codes(
@@ -201,7 +193,8 @@ class DecodingState:
     attention_mask_buffer: torch.Tensor
     length: int
     logits: torch.Tensor
-    seeds: torch.Tensor | None
+    #: The pipeline's live per-row state (prompt lengths, steps, seeds, stateful elements).
+    rows: BatchState
     encoder_input_ids: torch.Tensor | None
 
     @property

@@ -105,7 +105,6 @@ def stage_views(
     ids = (
         input_ids.reshape(1, -1) if input_ids is not None else torch.zeros((1, 1), dtype=torch.long)
     )
-    pipe.reset()
     ctx = pipe.step_context(ids)
     raw = probabilities(row[0])
     views = [_view("model", "", row[0], raw, raw, top, {})]

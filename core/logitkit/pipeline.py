@@ -5,18 +5,20 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import torch
 
-from logitkit import fastpath
+from logitkit import fastpath, rowgroups
 from logitkit.config import ResolvedConfig, resolve
 from logitkit.processor import Processor, Selector, StepContext, TokenSettings
 from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
 from logitkit.settings import GenerationSettings
 from logitkit.stages import Stage, stage_label
+from logitkit.state import BatchState
 
 log = logging.getLogger("logitkit.pipeline")
 
@@ -47,10 +49,15 @@ def check_mode_from_env() -> bool:
 
 
 class Pipeline:
-    """Processors in run order and the selector that ends the chain.
+    """An immutable recipe: processors in run order and the selector that ends the chain.
 
     ``pipe(input_ids, scores)`` runs every logits stage (transformers'
-    signature); ``pipe.next_tokens(input_ids, scores)`` also selects.
+    signature); ``pipe.next_tokens(input_ids, scores)`` also selects. Both
+    treat each call on its own, like transformers' processors: the prompt
+    length is the ``prompt_length`` context (else the whole input), and any
+    stateful element starts from the prompt and replays the tokens after it.
+    A generation keeps its live state in a ``BatchState`` (``pipe.start``);
+    one pipeline serves any number of them, from any number of threads.
     """
 
     def __init__(
@@ -64,11 +71,12 @@ class Pipeline:
         source: str = "<code>",
         check: bool | None = None,
         on_empty_row: str = "top",
+        fast_path: bool = True,
         **context: Any,
     ) -> None:
         if on_empty_row not in EMPTY_ROW_POLICIES:
             raise ValueError(f"on_empty_row must be one of {EMPTY_ROW_POLICIES}, not {on_empty_row!r}")
-        self.processors = list(processors)
+        self.processors: tuple[Processor, ...] = tuple(processors)
         self.selector = selector
         self.tokens = tokens or TokenSettings()
         self.generation = generation or GenerationSettings()
@@ -76,11 +84,49 @@ class Pipeline:
         self.source = source
         self.check = check_mode_from_env() if check is None else check
         self.on_empty_row = on_empty_row
-        self.context = dict(context)
-        self._prompt_length: int | None = context.get("prompt_length")
-        self._last_length = -1
         #: Run truncation runs on one sorted candidate view (logitkit.fastpath); False forces the dense path.
-        self.fast_path = True
+        self.fast_path = fast_path
+        self.context: Mapping[str, Any] = MappingProxyType(dict(context))
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(
+                f"a Pipeline is immutable (it may be shared across threads); "
+                f"use pipe.replace({name}=...) for a changed copy"
+            )
+        object.__setattr__(self, name, value)
+
+    def replace(self, **changes: Any) -> Pipeline:
+        """A copy with some settings, context keys or the processors changed; elements are shared."""
+        processors = changes.pop("processors", self.processors)
+        settings: dict[str, Any] = {
+            "selector": self.selector,
+            "tokens": self.tokens,
+            "generation": self.generation,
+            "order": self.order,
+            "source": self.source,
+            "check": self.check,
+            "on_empty_row": self.on_empty_row,
+            "fast_path": self.fast_path,
+        }
+        context = dict(self.context)
+        for key, value in changes.items():
+            (settings if key in settings else context)[key] = value
+        return type(self)(processors, **settings, **context)
+
+    @property
+    def elements(self) -> tuple[Processor | Selector, ...]:
+        """The processors, then the selector: every element that may keep row state."""
+        return self.processors + ((self.selector,) if self.selector is not None else ())
+
+    @property
+    def stateful(self) -> bool:
+        """True when some element keeps row state (``init_rows`` is overridden)."""
+        return any(
+            type(e).init_rows is not Processor.init_rows and type(e).init_rows is not Selector.init_rows
+            for e in self.elements
+        )
 
     # -- construction ------------------------------------------------------------------
 
@@ -194,53 +240,84 @@ class Pipeline:
 
     # -- running -----------------------------------------------------------------------
 
-    def reset(self) -> None:
-        """Forget per-generation state (prompt length, stateful processors)."""
-        self._prompt_length = self.context.get("prompt_length")
-        self._last_length = -1
-        for processor in self.processors:
-            processor.reset()
-        if self.selector is not None:
-            self.selector.reset()
+    def new_state(self, device: torch.device | str | None = None) -> BatchState:
+        """An empty batch for a host to fill with ``add`` (continuous batching)."""
+        return BatchState(self, device)
 
-    def step_context(self, input_ids: torch.Tensor, **overrides: Any) -> StepContext:
-        """The context for one step; the prompt length is the first length seen after ``reset``."""
-        length = int(input_ids.shape[-1])
-        if self._prompt_length is None or length < self._last_length:
-            # A shorter sequence than last time means a new generation began.
-            self._prompt_length = self.context.get("prompt_length", length)
-        self._last_length = length
-        values: dict[str, Any] = {
-            "input_ids": input_ids,
-            "prompt_length": self._prompt_length,
-            "step": length - int(self._prompt_length or 0),
-            "tokens": self.tokens,
-        }
-        for key in ("attention_mask", "encoder_input_ids", "tokenizer", "model", "seeds"):
+    def start(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        prompt_length: int | torch.Tensor | None = None,
+        steps: int | torch.Tensor = 0,
+        seeds: torch.Tensor | Sequence[int] | int | None = None,
+    ) -> BatchState:
+        """The state of a new generation whose rows are ``input_ids`` ([batch, length]).
+
+        ``prompt_length`` defaults to the whole row (padding included);
+        ``steps`` > 0 says the last ``steps`` tokens were already generated
+        (they are replayed to stateful elements). ``seeds`` defaults to the
+        ``seeds`` context.
+        """
+        state = BatchState(self, input_ids.device)
+        given = seeds if seeds is not None else self.context.get("seeds")
+        state.add(input_ids, prompt_lengths=prompt_length, steps=steps, seeds=given)
+        return state
+
+    def context_fields(self) -> dict[str, Any]:
+        """StepContext fields from the pipeline's context (model, tokenizer, ...), ``extra`` included."""
+        values: dict[str, Any] = {"tokens": self.tokens, "extra": self.extra_context()}
+        for key in ("attention_mask", "encoder_input_ids", "tokenizer", "model"):
             if key in self.context:
                 values[key] = self.context[key]
-        values["extra"] = self.extra_context()
-        values.update(overrides)
-        return StepContext(**values)
+        return values
 
     def extra_context(self) -> dict[str, Any]:
         """Context keys that are not StepContext fields (e.g. guidance's unconditional_ids), for ``ctx.extra``."""
         return {k: v for k, v in self.context.items() if k not in _STEP_FIELDS}
 
+    def step_context(self, input_ids: torch.Tensor, **overrides: Any) -> StepContext:
+        """The context of a call on its own: the prompt length is the ``prompt_length`` context, else the whole input."""
+        length = int(input_ids.shape[-1])
+        prompt = self.context.get("prompt_length", length)
+        values = self.context_fields()
+        if "seeds" in self.context:
+            values["seeds"] = torch.as_tensor(self.context["seeds"], dtype=torch.int64)
+        values.update(overrides)
+        rows = int(input_ids.shape[0])
+        return StepContext(
+            input_ids=input_ids,
+            prompt_lengths=torch.full((rows,), int(prompt), dtype=torch.int64, device=input_ids.device),
+            steps=torch.full((rows,), length - int(prompt), dtype=torch.int64, device=input_ids.device),
+            **values,
+        )
+
+    def _standalone(self, input_ids: torch.Tensor) -> StepContext:
+        """A call on its own: stateful elements start from the prompt and replay what follows."""
+        if not self.stateful:
+            return self.step_context(input_ids)
+        length = int(input_ids.shape[-1])
+        prompt = int(self.context.get("prompt_length", length))
+        state = self.start(input_ids, prompt_length=length, steps=length - prompt)
+        return state.context(input_ids)
+
     def process(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Run every logits stage on ``scores``; never modifies ``scores``."""
+        processors = rowgroups.for_context(self.processors, ctx)
         if self.check:
-            return self._process_checked(scores, ctx)
+            return self._process_checked(processors, scores, ctx)
         if self.fast_path:
-            dense, view = fastpath.run_chain(self.processors, scores, ctx)
+            dense, view = fastpath.run_chain(processors, scores, ctx)
             return dense if view is None else view.densify(dense)
-        for processor in self.processors:
+        for processor in processors:
             scores = processor.apply(scores, ctx)
         return scores
 
-    def _process_checked(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    def _process_checked(
+        self, processors: Sequence[Processor], scores: torch.Tensor, ctx: StepContext
+    ) -> torch.Tensor:
         ids_before = ctx.input_ids.clone()
-        for processor in self.processors:
+        for processor in processors:
             before = scores.clone()
             try:
                 out = processor.apply(scores, ctx)
@@ -253,7 +330,7 @@ class Pipeline:
         return scores
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        return self.process(scores, self.step_context(input_ids))
+        return self.process(scores, self._standalone(input_ids))
 
     def select(self, processed: torch.Tensor, ctx: StepContext, raw: torch.Tensor | None = None) -> torch.Tensor:
         """Pick one token per row, applying the empty-row policy first."""
@@ -309,35 +386,30 @@ class Pipeline:
         scores = raw
         if not bool(_alive(scores[rows]).all()):
             return "the model (no finite logits)"
-        for processor in self.processors:
+        for processor in rowgroups.for_context(self.processors, ctx):
             scores = processor.apply(scores, ctx)
             if not bool(_alive(scores[rows]).all()):
                 return f"processor {processor.name!r} (stage {stage_label(processor.stage)})"
         return "the pipeline"
 
-    def next_tokens(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """Run the logits stages, then the selector: one token id per row."""
-        ctx = self.step_context(input_ids)
+    def choose(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        """Logits stages then the selector: one token id per row (no ``accept``)."""
         if self.fast_path and not self.check:
             # Sample straight from the candidate view when the chain ends with a fused run.
-            processed, view = fastpath.run_chain(self.processors, scores, ctx)
+            processors = rowgroups.for_context(self.processors, ctx)
+            processed, view = fastpath.run_chain(processors, scores, ctx)
             tokens = fastpath.select_from_view(self.selector, view, ctx) if view is not None else None
             if tokens is not None:
-                self.accept(tokens)
                 return tokens
             if view is not None:
                 processed = view.densify(processed)
         else:
             processed = self.process(scores, ctx)
-        tokens = self.select(processed, ctx, raw=scores)
-        self.accept(tokens)
-        return tokens
+        return self.select(processed, ctx, raw=scores)
 
-    def accept(self, tokens: torch.Tensor) -> None:
-        for processor in self.processors:
-            processor.accept(tokens)
-        if self.selector is not None:
-            self.selector.accept(tokens)
+    def next_tokens(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Run the logits stages, then the selector: one token id per row, for this call on its own."""
+        return self.choose(scores, self._standalone(input_ids))
 
     # -- integration and description -------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, ClassVar
 
 import torch
@@ -48,18 +49,58 @@ class CheckContext:
     processors: tuple[str, ...] = ()
 
 
+#: A stateful element's state for the rows of a batch: tensors whose first dimension is the row.
+#: The host keeps it aligned with the batch (adds, removes, moves, beam reorders) by indexing
+#: every tensor along that dimension, so the element itself never sees those events. An element
+#: with ``follows_rows = False`` may keep anything here; hosts then never move its rows.
+RowState = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """Rows joining a batch, as a stateful element's ``init_rows`` receives them.
+
+    ``input_ids`` holds each row's prompt right-aligned ([rows, length]);
+    ``prompt_lengths`` and ``seeds`` ([rows] int64, seed -1 when none was
+    given) are per row.
+    """
+
+    input_ids: torch.Tensor
+    prompt_lengths: torch.Tensor
+    seeds: torch.Tensor
+
+    @property
+    def count(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.input_ids.device
+
+
+def _per_row(value: int | torch.Tensor, rows: int, device: torch.device) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device, dtype=torch.int64).reshape(rows)
+    return torch.full((rows,), int(value), dtype=torch.int64, device=device)
+
+
 @dataclass
 class StepContext:
     """What a processor may read at one decoding step.
 
-    ``input_ids`` is the whole sequence so far (prompt and generated tokens).
-    ``step`` counts generated tokens; ``prompt_length`` is the prompt's length
-    in ``input_ids`` (padding included).
+    ``input_ids`` ([batch, length]) holds each row's own tokens right-aligned:
+    the row's prompt (its padding included), then its generated tokens, so the
+    last column is every row's latest token. Rows may be at different steps;
+    columns left of a row's own tokens are batch padding and belong to no one.
+    ``prompt_lengths`` and ``steps`` ([batch] int64) give each row's prompt
+    length and its number of generated tokens (an int sets every row alike).
+    ``seeds`` ([batch] int64) are per-row sample seeds, -1 where none was
+    given; ``state`` is the batch's live state when a host drives one.
     """
 
     input_ids: torch.Tensor
-    prompt_length: int
-    step: int
+    prompt_lengths: torch.Tensor
+    steps: torch.Tensor
     tokens: TokenSettings = field(default_factory=TokenSettings)
     attention_mask: torch.Tensor | None = None
     encoder_input_ids: torch.Tensor | None = None
@@ -69,6 +110,12 @@ class StepContext:
     # Beam search passes log-softmax scores, as transformers does.
     beam_search: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    state: Any = None
+
+    def __post_init__(self) -> None:
+        rows, device = self.batch_size, self.input_ids.device
+        self.prompt_lengths = _per_row(self.prompt_lengths, rows, device)
+        self.steps = _per_row(self.steps, rows, device)
 
     @property
     def batch_size(self) -> int:
@@ -77,6 +124,93 @@ class StepContext:
     @property
     def eos_token_ids(self) -> list[int]:
         return list(self.tokens.eos or [])
+
+    @property
+    def context_lengths(self) -> torch.Tensor:
+        """[batch]: each row's own tokens in ``input_ids`` (prompt plus generated)."""
+        return self.prompt_lengths + self.steps
+
+    @property
+    def step(self) -> int:
+        """The step every row is at; only for processors with ``mixed_rows = False``, which see aligned rows."""
+        step = self.same_step
+        if step is None:
+            raise ValueError("rows are at different steps: read ctx.steps (and set mixed_rows = True)")
+        return step
+
+    @property
+    def prompt_length(self) -> int:
+        """The prompt length every row shares; only for processors with ``mixed_rows = False``."""
+        lengths = self.prompt_lengths.tolist()
+        if not lengths or any(n != lengths[0] for n in lengths):
+            raise ValueError("rows have different prompt lengths: read ctx.prompt_lengths")
+        return int(lengths[0])
+
+    @cached_property
+    def step_list(self) -> list[int]:
+        """The steps as Python ints (one host sync, made once per context)."""
+        return [int(s) for s in self.steps.tolist()]
+
+    @cached_property
+    def same_step(self) -> int | None:
+        """The step when every row is at the same one, else None."""
+        steps = self.step_list
+        return steps[0] if steps and all(s == steps[0] for s in steps) else None
+
+    @cached_property
+    def aligned(self) -> bool:
+        """True when every row's own tokens fill ``input_ids`` (no batch padding on the left)."""
+        return bool((self.context_lengths == self.input_ids.shape[-1]).all())
+
+    def positions_from_end(self) -> torch.Tensor:
+        """[length]: how many columns each column is before the end (the last column is 0)."""
+        length = self.input_ids.shape[-1]
+        return torch.arange(length - 1, -1, -1, device=self.input_ids.device)
+
+    def generated_mask(self) -> torch.Tensor:
+        """Bool [batch, length]: the columns holding each row's generated tokens."""
+        return self.positions_from_end().unsqueeze(0) < self.steps.unsqueeze(-1)
+
+    def history_mask(self) -> torch.Tensor:
+        """Bool [batch, length]: the columns holding each row's own tokens (prompt and generated)."""
+        return self.positions_from_end().unsqueeze(0) < self.context_lengths.unsqueeze(-1)
+
+    def rows(self, index: Sequence[int]) -> StepContext:
+        """The context of some rows that share their prompt length and step, batch padding cut off."""
+        picked = torch.tensor(list(index), dtype=torch.int64, device=self.input_ids.device)
+        own = int(self.context_lengths[index[0]])
+        start = self.input_ids.shape[-1] - own
+        mask = self.attention_mask
+        if mask is not None and mask.shape[0] == self.batch_size:
+            mask = mask[picked][:, start:] if mask.shape[-1] == self.input_ids.shape[-1] else mask[picked]
+        encoder = self.encoder_input_ids
+        if encoder is not None and encoder.dim() == 2 and encoder.shape[0] == self.batch_size:
+            encoder = encoder[picked]
+        return replace(
+            self,
+            input_ids=self.input_ids[picked, start:],
+            prompt_lengths=self.prompt_lengths[picked],
+            steps=self.steps[picked],
+            attention_mask=mask,
+            encoder_input_ids=encoder,
+            seeds=self.seeds[picked] if self.seeds is not None else None,
+            state=self.state.subset(picked) if self.state is not None else None,
+        )
+
+    def row_groups(self) -> list[list[int]]:
+        """Row indices grouped by (prompt length, step), in order of first appearance."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        pairs = zip(self.prompt_lengths.tolist(), self.step_list, strict=True)
+        for row, key in enumerate(pairs):
+            groups.setdefault(key, []).append(row)
+        return list(groups.values())
+
+    def row_state(self, element: object) -> RowState | None:
+        """``element``'s state for this batch's rows, or None when no host keeps one."""
+        if self.state is None:
+            return None
+        found: RowState | None = self.state.row_state(element)
+        return found
 
 
 class Processor:
@@ -103,6 +237,14 @@ class Processor:
     code_only: ClassVar[bool] = False
     #: Config fields holding token ids (an int, or lists of them, nested or not); see ``token_ids``.
     token_id_fields: ClassVar[tuple[str, ...]] = ()
+    #: False when the state from ``init_rows`` cannot follow rows that move, leave or fork
+    #: (beams, continuous batching); hosts that need that refuse the processor.
+    follows_rows: ClassVar[bool] = True
+    #: True when ``apply`` handles rows at different steps and prompt lengths in one call (it
+    #: reads ``ctx.steps`` / ``ctx.prompt_lengths`` / the history masks per row, or none of them).
+    #: Otherwise a batch with mixed rows is split into groups that share both, each with its
+    #: batch padding cut off, so the processor only ever sees aligned rows.
+    mixed_rows: ClassVar[bool] = False
 
     def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -137,11 +279,16 @@ class Processor:
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError
 
-    def accept(self, tokens: torch.Tensor) -> None:
-        """Called with the chosen tokens after each step; stateful processors override it."""
+    def init_rows(self, rows: NewRows) -> RowState | None:
+        """State for rows joining a batch; None (the default) means the processor keeps none.
 
-    def reset(self) -> None:
-        """Called before a new generation; stateful processors override it."""
+        Return tensors whose first dimension is ``rows.count``. A processor
+        that derives everything from ``ctx`` needs none of this protocol.
+        """
+        return None
+
+    def accept(self, state: RowState, tokens: torch.Tensor) -> None:
+        """Update ``state`` in place with each row's chosen token ([batch]) after a step."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
@@ -155,6 +302,7 @@ class Selector:
     Config: ClassVar[type[BaseModel]] = EmptyConfig
     primary: ClassVar[str | None] = None
     summary: ClassVar[str] = ""
+    follows_rows: ClassVar[bool] = True
 
     def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -163,11 +311,12 @@ class Selector:
     def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         raise NotImplementedError
 
-    def accept(self, tokens: torch.Tensor) -> None:
-        """Called with the chosen tokens after each step."""
+    def init_rows(self, rows: NewRows) -> RowState | None:
+        """State for rows joining a batch (see ``Processor.init_rows``)."""
+        return None
 
-    def reset(self) -> None:
-        """Called before a new generation."""
+    def accept(self, state: RowState, tokens: torch.Tensor) -> None:
+        """Update ``state`` in place with each row's chosen token after a step."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"

@@ -39,9 +39,11 @@ def splitmix64(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
-def row_keys(seeds: torch.Tensor, step: int) -> torch.Tensor:
-    """One 64-bit key per row for this step."""
-    return splitmix64(seeds.to(torch.int64) * _STEP + step)
+def row_keys(seeds: torch.Tensor, steps: torch.Tensor | int) -> torch.Tensor:
+    """One 64-bit key per row for its step (``steps``: [batch], or one step for every row)."""
+    if isinstance(steps, torch.Tensor):
+        steps = steps.to(device=seeds.device, dtype=torch.int64)
+    return splitmix64(seeds.to(torch.int64) * _STEP + steps)
 
 
 def uniform_noise(keys: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
@@ -56,7 +58,10 @@ def gumbel_noise(keys: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
 
 
 def race(
-    logits: torch.Tensor, seeds: torch.Tensor, step: int, token_ids: torch.Tensor | None = None
+    logits: torch.Tensor,
+    seeds: torch.Tensor,
+    steps: torch.Tensor | int,
+    token_ids: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Sample one index per row of ``logits`` ([batch, k]) by the Gumbel-max race.
 
@@ -66,10 +71,21 @@ def race(
     """
     if token_ids is None:
         token_ids = torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
-    noise = gumbel_noise(row_keys(seeds.to(logits.device), step), token_ids)
+    noise = gumbel_noise(row_keys(seeds.to(logits.device), steps), token_ids)
     return torch.argmax(logits.to(torch.float64) + noise, dim=-1)
 
 
 def draw_seeds(batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Per-row seeds from torch's RNG, so ``torch.manual_seed`` makes unseeded runs repeatable."""
     return torch.randint(0, 2**62, (batch_size,), generator=generator, dtype=torch.int64)
+
+
+def fill_seeds(given: torch.Tensor | None, rows: int, seed: int | None) -> torch.Tensor:
+    """Per-row seeds: ``given`` where it is >= 0, else ``seed``, else drawn from torch's RNG."""
+    fallback = (
+        torch.full((rows,), seed, dtype=torch.int64) if seed is not None else draw_seeds(rows)
+    )
+    if given is None:
+        return fallback
+    given = given.to(torch.int64).reshape(-1)
+    return torch.where(given >= 0, given, fallback.to(given.device))

@@ -118,9 +118,11 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
         finished = gather_beams(torch.cat((finished, just_finished), dim=1), best)
         finished_codes = gather_beams(torch.cat((finished_codes, codes), dim=1), best)
 
-        job.runner.reorder(
-            running_beam_indices[..., cur_len - prompt_length].reshape(-1).to(torch.long)
-        )
+        source_rows = running_beam_indices[..., cur_len - prompt_length].reshape(-1).to(torch.long)
+        job.runner.reorder(source_rows)
+        # Row state follows the beams: each running beam takes its source beam's state, then its token.
+        state.rows.reorder(source_rows)
+        state.rows.accept(running_sequences[:, :, cur_len].reshape(-1))
         cur_len += 1
 
         # Can a running beam still beat the worst finished one?

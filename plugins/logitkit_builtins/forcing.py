@@ -17,6 +17,11 @@ def forced(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
     return torch.zeros_like(scores).masked_fill(~allowed, NEG_INF)
 
 
+def forced_rows(scores: torch.Tensor, allowed: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``forced`` in the ``rows`` ([batch] bool) that are at the forced position; the others unchanged."""
+    return torch.where(rows.to(scores.device).unsqueeze(-1), forced(scores, allowed), scores)
+
+
 class ForcedBOSConfig(ProcessorConfig):
     forced_bos_token_id: NonNegativeInt | None = Field(
         default=None, description="Token forced as the first generated token; default: tokens.bos."
@@ -49,10 +54,12 @@ class ForcedBOS(Processor):
     def forced_tokens(cls, config: Any) -> set[int]:
         return set() if config.forced_bos_token_id is None else {config.forced_bos_token_id}
 
+    mixed_rows = True
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        if ctx.input_ids.shape[-1] != 1:
+        if ctx.aligned and ctx.input_ids.shape[-1] != 1:
             return scores
-        return forced(scores, self.masks.get(scores.shape[-1], scores.device))
+        return forced_rows(scores, self.masks.get(scores.shape[-1], scores.device), ctx.context_lengths == 1)
 
 
 class ForcedEOSConfig(ProcessorConfig):
@@ -95,15 +102,19 @@ class ForcedEOS(Processor):
     def forced_tokens(cls, config: Any) -> set[int]:
         return set(config.forced_eos_token_id or [])
 
-    def is_last_position(self, ctx: StepContext) -> bool:
+    mixed_rows = True
+
+    def last_position(self, ctx: StepContext) -> torch.Tensor:
+        """Bool [batch]: rows whose next token is the last one allowed."""
         if self.config.max_length is not None:
-            return ctx.input_ids.shape[-1] == self.config.max_length - 1
-        return ctx.step == (self.config.max_new_tokens or 0) - 1
+            return ctx.context_lengths == self.config.max_length - 1
+        return ctx.steps == (self.config.max_new_tokens or 0) - 1
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        if not self.is_last_position(ctx):
+        rows = self.last_position(ctx)
+        if not bool(rows.any()):
             return scores
-        return forced(scores, self.masks.get(scores.shape[-1], scores.device))
+        return forced_rows(scores, self.masks.get(scores.shape[-1], scores.device), rows)
 
 
 class ForcedDecoderIdsConfig(ProcessorConfig):
@@ -143,11 +154,19 @@ class ForcedDecoderIds(Processor):
     def forced_tokens(cls, config: Any) -> set[int]:
         return set(config.forced_decoder_ids.values())
 
+    mixed_rows = True
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        cache = self.masks.get(ctx.input_ids.shape[-1])  # a shape, not a tensor value: no host sync
-        if cache is None:
-            return scores
-        return forced(scores, cache.get(scores.shape[-1], scores.device))
+        if ctx.aligned:
+            cache = self.masks.get(ctx.input_ids.shape[-1])  # a shape, not a tensor value: no host sync
+            if cache is None:
+                return scores
+            return forced(scores, cache.get(scores.shape[-1], scores.device))
+        for position, cache in self.masks.items():
+            rows = ctx.context_lengths == position
+            if bool(rows.any()):
+                scores = forced_rows(scores, cache.get(scores.shape[-1], scores.device), rows)
+        return scores
 
 
 def register_processors(register: Callable[..., None]) -> None:

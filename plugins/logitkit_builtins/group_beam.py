@@ -103,7 +103,6 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
     ended_by = "length"
     n_keep = max(2, 1 + len(eos)) * group_size
     while True:
-        input_ids.shape[-1]
         current_tokens = torch.zeros(batch * num_beams, dtype=torch.long, device=device)
         reorder = torch.zeros(batch * num_beams, dtype=torch.long, device=device)
         log_softmax = torch.nn.functional.log_softmax(logits, dim=-1)
@@ -149,6 +148,8 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
             reorder[rows] = num_beams * (next_rows // group_size) + start + (next_rows % group_size)
         input_ids = torch.cat([input_ids, current_tokens.unsqueeze(-1)], dim=-1)
         job.runner.reorder(reorder)
+        state.rows.reorder(reorder)
+        state.rows.accept(current_tokens)
         fired = job.stop_codes(input_ids, other_criteria)
         if all(done):
             break

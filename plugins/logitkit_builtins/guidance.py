@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from logitkit import Processor, ProcessorConfig, Stage, StepContext, TokenSettings
+from logitkit import NewRows, Processor, ProcessorConfig, RowState, Stage, StepContext
 
 #: ``Pipeline.from_config(cfg, model=m, unconditional_ids=..., unconditional_attention_mask=...)``;
 #: transformers' ``generate()`` names them ``negative_prompt_ids`` / ``negative_prompt_attention_mask``.
@@ -55,15 +55,11 @@ class Guidance(Processor):
     stage = Stage.GUIDANCE
     Config = GuidanceConfig
     needs = frozenset({"input_ids", "model"})
+    # The unconditional branch is one model cache for the whole batch: it cannot follow rows.
+    follows_rows = False
 
-    def __init__(
-        self, config: BaseModel | None = None, tokens: TokenSettings | None = None
-    ) -> None:
-        super().__init__(config, tokens)
-        self._state: _Unconditional | None = None
-
-    def reset(self) -> None:
-        self._state = None
+    def init_rows(self, rows: NewRows) -> RowState:
+        return {"branch": None}
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         config: GuidanceConfig = self.config  # type: ignore[assignment]
@@ -87,7 +83,9 @@ class Guidance(Processor):
             )
         config: GuidanceConfig = self.config  # type: ignore[assignment]
         input_ids = ctx.input_ids
-        state = self._state
+        # Without a host's state (a call on its own) the branch starts over, as on a first step.
+        held = ctx.row_state(self) or {"branch": None}
+        state: _Unconditional | None = held["branch"]
         if state is None or input_ids.shape[-1] != state.length + 1:
             # A new generation (or a skipped step): start the unconditional branch over, as transformers' first pass.
             ids = _first_of(ctx.extra, UNCONDITIONAL_IDS)
@@ -107,7 +105,7 @@ class Guidance(Processor):
             out = model(feed, attention_mask=state.attention_mask, use_cache=config.use_cache,
                         **{_cache_argument(model): state.cache})  # fmt: skip
         state.cache = _output_field(out, "cache", "past_key_values")
-        self._state = state
+        held["branch"] = state
         logits: torch.Tensor = _output_field(out, "logits")
         return logits
 

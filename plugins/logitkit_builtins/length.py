@@ -24,8 +24,12 @@ class _EosProcessor(Processor):
     def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
         yield from needs_eos(context)
 
-    def without_eos(self, scores: torch.Tensor) -> torch.Tensor:
-        return scores.masked_fill(self.masks.get(scores.shape[-1], scores.device), NEG_INF)
+    mixed_rows = True
+
+    def without_eos(self, scores: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``scores`` with eos removed in the ``rows`` ([batch] bool) that need it."""
+        mask = self.masks.get(scores.shape[-1], scores.device)
+        return scores.masked_fill(rows.to(scores.device).unsqueeze(-1) & mask, NEG_INF)
 
 
 class MinLengthConfig(ProcessorConfig):
@@ -48,9 +52,9 @@ class MinLength(_EosProcessor):
             yield f"min_length ({config.min_length}) is greater than generation.max_length ({limit}): eos could never be generated"
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        if ctx.input_ids.shape[-1] >= self.config.min_length:
+        if ctx.input_ids.shape[-1] >= self.config.min_length and ctx.aligned:
             return scores
-        return self.without_eos(scores)
+        return self.without_eos(scores, ctx.context_lengths < self.config.min_length)
 
 
 class MinNewTokensConfig(ProcessorConfig):
@@ -73,9 +77,9 @@ class MinNewTokens(_EosProcessor):
             yield f"min_new_tokens ({config.min_new_tokens}) is greater than generation.max_new_tokens ({limit}): eos could never be generated"
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        if ctx.step >= self.config.min_new_tokens:
+        if min(ctx.step_list) >= self.config.min_new_tokens:
             return scores
-        return self.without_eos(scores)
+        return self.without_eos(scores, ctx.steps < self.config.min_new_tokens)
 
 
 class ExponentialDecayConfig(ProcessorConfig):
@@ -99,13 +103,14 @@ class ExponentialDecayLengthPenalty(_EosProcessor):
         return cache[(vocab, device)]
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        past = ctx.step - self.config.start_index
-        if past <= 0 or not self.eos:
+        if max(ctx.step_list) <= self.config.start_index or not self.eos:
             return scores
+        past = (ctx.steps - self.config.start_index).clamp(min=0).to(scores.device)
         eos = self.eos_index(scores.shape[-1], scores.device)
         current = scores.index_select(1, eos)
         # |score| keeps the push upward even for negative logits; -inf stays -inf.
-        boost = current.abs() * (self.config.decay_factor**past - 1)
+        growth = torch.pow(self.config.decay_factor, past.to(torch.float64)) - 1
+        boost = current.abs() * growth.to(current.dtype).unsqueeze(-1)
         boost = boost.masked_fill(~torch.isfinite(current), 0.0)
         return scores.index_add(1, eos, boost)
 

@@ -19,6 +19,9 @@ class SuppressTokensConfig(ProcessorConfig):
 class SuppressTokens(Processor):
     """Set the scores of the listed tokens to -inf at every step."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "suppress_tokens"
     stage = Stage.LOGITS
     priority = 140
@@ -59,10 +62,13 @@ class BeginSuppressTokens(Processor):
         super().__init__(config, tokens)
         self.masks = MaskCache(self.config.begin_suppress_tokens)
 
+    mixed_rows = True
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        if ctx.step != self.config.begin_step:
+        if self.config.begin_step not in ctx.step_list:
             return scores
-        return scores.masked_fill(self.masks.get(scores.shape[-1], scores.device), NEG_INF)
+        rows = (ctx.steps == self.config.begin_step).to(scores.device).unsqueeze(-1)
+        return scores.masked_fill(rows & self.masks.get(scores.shape[-1], scores.device), NEG_INF)
 
 
 #: A batched constraint: ``(input_ids [rows, length], vocab_size)`` to an allowed mask ``[rows, vocab]`` (bool).

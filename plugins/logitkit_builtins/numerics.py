@@ -12,6 +12,9 @@ from logitkit import Processor, Stage, StepContext
 class RemoveInvalidValues(Processor):
     """Replace nan by 0, +inf by the dtype's largest finite value and -inf by its lowest."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "remove_invalid_values"
     stage = Stage.LOGITS
     priority = 120
@@ -23,6 +26,9 @@ class RemoveInvalidValues(Processor):
 
 class RenormalizeLogits(Processor):
     """Turn the final scores into log-probabilities (log-softmax), after every other processor."""
+
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
 
     name = "renormalize_logits"
     stage = Stage.RENORMALIZE

@@ -55,11 +55,15 @@ class RepetitionPenalty(Processor):
     Config = RepetitionPenaltyConfig
     primary = "penalty"
     needs = frozenset({"input_ids"})
+    mixed_rows = True
 
     def ignored_positions(self, ctx: StepContext) -> torch.Tensor | None:
         """Bool ``[batch, length]``: positions left out of the penalty, or None when none are."""
         ids = ctx.input_ids
         limit = torch.full((ids.shape[0],), self.config.prompt_ignore_length, device=ids.device)
+        if not ctx.aligned:
+            # Columns left of a row's own tokens are batch padding; the ignored prompt starts after them.
+            limit = limit + (ids.shape[1] - ctx.context_lengths.to(ids.device))
         mask = ctx.attention_mask
         if self.config.ignore_padding and mask is not None:
             # The first attended position is the row's left padding length.
@@ -67,7 +71,7 @@ class RepetitionPenalty(Processor):
             if padding.shape[0] < ids.shape[0]:
                 padding = padding.repeat_interleave(ids.shape[0] // padding.shape[0])
             limit = torch.maximum(limit, padding)
-        elif self.config.prompt_ignore_length == 0:
+        elif self.config.prompt_ignore_length == 0 and ctx.aligned:
             return None
         positions = torch.arange(ids.shape[1], device=ids.device)
         return positions[None, :] < limit[:, None]

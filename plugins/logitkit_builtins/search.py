@@ -15,9 +15,8 @@ def decode(job: DecodingJob) -> GenerationOutput:
     """One token per row per step: the pipeline's processors, then its selector (greedy, sample, ...).
 
     Finished rows keep receiving the pad token until every row is done, so the
-    batch keeps its shape and a stateful processor sees every row each step.
+    batch keeps its shape and every row's state advances each step.
     """
-    pipe = job.pipeline
     record_scores, record_logits = job.settings.output_scores, job.settings.output_logits
     state = job.start(expand=job.settings.num_return_sequences)
     rows = state.sequence_buffer.shape[0]
@@ -32,7 +31,9 @@ def decode(job: DecodingJob) -> GenerationOutput:
         tokens, processed = job.choose(logits, ctx, keep_scores=record_scores)
         if any_finished:
             tokens = torch.where(codes == 0, tokens, pad)
-        pipe.accept(tokens)
+        state.rows.accept(tokens)
+        if job.on_tokens is not None:
+            job.on_tokens(tokens)
         if record_scores and processed is not None:
             scores_seen.append(processed)
         if record_logits:

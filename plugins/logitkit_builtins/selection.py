@@ -7,9 +7,9 @@ from collections.abc import Callable
 import torch
 from pydantic import Field
 
-from logitkit import ProcessorConfig, Selector, StepContext
+from logitkit import NewRows, ProcessorConfig, RowState, Selector, StepContext
 from logitkit.fastpath import CandidateView
-from logitkit.sampling import draw_seeds, race
+from logitkit.sampling import fill_seeds, race
 
 NEG_INF = float("-inf")
 #: Race only the surviving tokens when at most 1/this of the vocabulary survives.
@@ -43,22 +43,16 @@ class Sample(Selector):
     Config = SampleConfig
     primary = "seed"
 
-    def __init__(self, config: SampleConfig | None = None, tokens: object = None) -> None:
-        super().__init__(config, tokens)  # type: ignore[arg-type]
-        self._drawn: torch.Tensor | None = None
-
-    def reset(self) -> None:
-        self._drawn = None
+    def init_rows(self, rows: NewRows) -> RowState:
+        # Seeds drawn once per row when it joins, so a row's draws do not depend on its batch.
+        return {"seeds": fill_seeds(rows.seeds, rows.count, self.config.seed).to(rows.device)}
 
     def seeds_for(self, ctx: StepContext) -> torch.Tensor:
-        """Per-row seeds: the context's, else the config's, else drawn once per generation."""
-        if ctx.seeds is not None:
-            return ctx.seeds
-        if self.config.seed is not None:
-            return torch.full((ctx.batch_size,), self.config.seed, dtype=torch.int64)
-        if self._drawn is None or self._drawn.shape[0] != ctx.batch_size:
-            self._drawn = draw_seeds(ctx.batch_size)
-        return self._drawn
+        """Per-row seeds: the row state's, else (a call on its own) the context's, the config's or fresh ones."""
+        state = ctx.row_state(self)
+        if state is not None:
+            return state["seeds"]
+        return fill_seeds(ctx.seeds, ctx.batch_size, self.config.seed)
 
     def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         seeds = self.seeds_for(ctx)
@@ -67,13 +61,13 @@ class Sample(Selector):
         left = int((scores > NEG_INF).sum(dim=-1).max())
         if 0 < left <= scores.shape[-1] // SPARSE_FRACTION:
             values, token_ids = torch.topk(scores, left, dim=-1)
-            column = race(values, seeds, ctx.step, token_ids=token_ids).to(token_ids.device)
+            column = race(values, seeds, ctx.steps, token_ids=token_ids).to(token_ids.device)
             return token_ids.gather(-1, column.unsqueeze(-1)).squeeze(-1)
-        return race(scores, seeds, ctx.step).to(scores.device)
+        return race(scores, seeds, ctx.steps).to(scores.device)
 
     def select_sorted(self, view: CandidateView, ctx: StepContext) -> torch.Tensor:
         # The noise is keyed on token ids, so racing the view draws the dense path's token.
-        column = race(view.values, self.seeds_for(ctx), ctx.step, token_ids=view.token_ids)
+        column = race(view.values, self.seeds_for(ctx), ctx.steps, token_ids=view.token_ids)
         return view.token_ids.gather(-1, column.to(view.token_ids.device).unsqueeze(-1)).squeeze(-1)
 
 

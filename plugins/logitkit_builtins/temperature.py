@@ -18,6 +18,9 @@ class TemperatureConfig(ProcessorConfig):
 class Temperature(Processor):
     """Scale logits by 1/T; T = 0 keeps only the top token (greedy)."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "temperature"
     stage = Stage.TEMPERATURE
     Config = TemperatureConfig

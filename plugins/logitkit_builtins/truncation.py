@@ -35,6 +35,9 @@ def at_least_nth(view: CandidateView, n: int) -> torch.Tensor:
 class TruncationProcessor(Processor):
     """Shared fast-path declarations: truncations only drop tokens, keeping a prefix of the view."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     stage = Stage.TRUNCATION
     argmax_invariant = True
     fused = "truncate"

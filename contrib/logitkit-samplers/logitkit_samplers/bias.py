@@ -39,6 +39,9 @@ class LogitBiasConfig(ProcessorConfig):
 class LogitBias(Processor):
     """Add a fixed bias to chosen token ids (OpenAI's logit_bias; -100 bans, +100 nearly forces)."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "logit_bias"
     stage = Stage.LOGITS
     priority = -20
@@ -75,6 +78,9 @@ class AllowedTokenIdsConfig(ProcessorConfig):
 
 class AllowedTokenIds(Processor):
     """Mask every token not in allowed_token_ids (vLLM's whitelist)."""
+
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
 
     name = "allowed_token_ids"
     stage = Stage.LOGITS

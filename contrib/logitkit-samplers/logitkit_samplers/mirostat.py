@@ -17,9 +17,9 @@ import math
 import torch
 from pydantic import Field
 
-from logitkit import ProcessorConfig, Selector, StepContext, TokenSettings
+from logitkit import NewRows, ProcessorConfig, RowState, Selector, StepContext
 from logitkit.sampling import race
-from logitkit_samplers.seeds import RowSeeds
+from logitkit_samplers.seeds import seed_state
 
 NEG_INF = float("-inf")
 
@@ -41,50 +41,49 @@ class MirostatV1Config(MirostatConfig):
 
 
 class _MirostatBase(Selector):
-    """Per-row mu, seeded sampling, and the mu update in ``accept``."""
+    """Per-row mu and seed in the row state; the mu update in ``accept``."""
 
     Config = MirostatConfig
     primary = "tau"
 
-    def __init__(
-        self, config: MirostatConfig | None = None, tokens: TokenSettings | None = None
-    ) -> None:
-        super().__init__(config, tokens)
-        self.seeds = RowSeeds(self.config.seed)
-        self.mu: torch.Tensor | None = None
-        self._logp: torch.Tensor | None = None  # last step's truncated log-probabilities
-
-    def reset(self) -> None:
-        self.seeds.reset()
-        self.mu = None
-        self._logp = None
-
-    def mu_for(self, batch: int, device: torch.device) -> torch.Tensor:
-        if self.mu is None or self.mu.shape[0] != batch:
-            self.mu = torch.full((batch,), 2 * self.config.tau, dtype=torch.float32, device=device)
-        return self.mu
+    def init_rows(self, rows: NewRows) -> RowState:
+        state = seed_state(rows, self.config.seed)
+        state["mu"] = torch.full(
+            (rows.count,), 2 * self.config.tau, dtype=torch.float32, device=rows.device
+        )
+        return state
 
     def truncate(self, logp: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
         """Which tokens stay candidates ([batch, vocab] bool); ``logp`` is log-softmax in float32."""
         raise NotImplementedError
 
     def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        state = ctx.row_state(self)
+        if state is None:  # a call on its own: a fresh state for these rows
+            state = self.init_rows(NewRows(ctx.input_ids, ctx.prompt_lengths, _no_seeds(ctx)))
         logp = scores.float().log_softmax(dim=-1)
-        keep = self.truncate(logp, self.mu_for(scores.shape[0], scores.device))
+        keep = self.truncate(logp, state["mu"].to(scores.device))
         # Never empty: the top token always stays.
         keep = keep.scatter(-1, logp.argmax(dim=-1, keepdim=True), True)
         truncated = logp.masked_fill(~keep, NEG_INF).log_softmax(dim=-1)
-        self._logp = truncated
-        return race(truncated, self.seeds(ctx), ctx.step).to(scores.device)
+        # Kept until accept: the surprise of whatever token the host settles on.
+        state["truncated"] = truncated
+        return race(truncated, state["seeds"], ctx.steps).to(scores.device)
 
-    def accept(self, tokens: torch.Tensor) -> None:
-        if self._logp is None or self.mu is None:
+    def accept(self, state: RowState, tokens: torch.Tensor) -> None:
+        truncated = state.pop("truncated", None)
+        if truncated is None:
             return
-        chosen = self._logp.gather(-1, tokens.view(-1, 1).to(self._logp.device)).squeeze(-1)
+        chosen = truncated.gather(-1, tokens.view(-1, 1).to(truncated.device)).squeeze(-1)
         # A token the selector did not offer (forced by the caller) counts as very surprising, not infinite.
         surprise = (-chosen / math.log(2)).clamp(max=64.0)
-        self.mu = self.mu - self.config.eta * (surprise - self.config.tau)
-        self._logp = None
+        state["mu"] = state["mu"] - self.config.eta * (surprise.to(state["mu"].device) - self.config.tau)
+
+
+def _no_seeds(ctx: StepContext) -> torch.Tensor:
+    if ctx.seeds is not None:
+        return ctx.seeds
+    return torch.full((ctx.batch_size,), -1, dtype=torch.int64, device=ctx.input_ids.device)
 
 
 class MirostatV2(_MirostatBase):

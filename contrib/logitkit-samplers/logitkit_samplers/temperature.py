@@ -44,6 +44,9 @@ class DynamicTemperatureConfig(ProcessorConfig):
 class DynamicTemperature(Processor):
     """Scale logits by a per-row temperature that grows with the row's normalized entropy."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "dynamic_temperature"
     stage = Stage.TEMPERATURE
     priority = 10
@@ -93,6 +96,9 @@ class QuadraticSmoothingConfig(ProcessorConfig):
 
 class QuadraticSmoothing(Processor):
     """Replace each logit by max - k*f*d**2 + s*f*d**3, where d is its distance below the row's max."""
+
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
 
     name = "quadratic_smoothing"
     stage = Stage.TEMPERATURE

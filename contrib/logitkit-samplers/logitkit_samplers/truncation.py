@@ -34,6 +34,9 @@ class TopNSigmaConfig(ProcessorConfig):
 class TopNSigma(Processor):
     """Keep tokens whose logit is at least max - n * std (std over the finite logits)."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "top_n_sigma"
     # llama.cpp and text-generation-webui run it on raw logits, before top_k and temperature.
     stage = 250
@@ -63,6 +66,9 @@ class TopAConfig(ProcessorConfig):
 class TopA(Processor):
     """Drop tokens whose probability is below top_a times the square of the top probability."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "top_a"
     stage = Stage.TRUNCATION
     priority = 39
@@ -89,6 +95,9 @@ class TailFreeConfig(ProcessorConfig):
 
 class TailFree(Processor):
     """Tail-free sampling: cut where the sorted distribution's second derivative mass exceeds z."""
+
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
 
     name = "tfs"
     stage = Stage.TRUNCATION

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from logitkit import Processor, ProcessorConfig, Stage, StepContext, TokenSettings
-from logitkit_samplers.seeds import RowSeeds, row_uniform
+from logitkit import NewRows, Processor, ProcessorConfig, RowState, Stage, StepContext
+from logitkit_samplers.seeds import row_seeds, row_uniform, seed_state
 
 #: Keys XTC's coin apart from the selector's noise (see ``row_uniform``).
 XTC_SALT = -0x585443
@@ -47,20 +47,17 @@ class Xtc(Processor):
     Config = XtcConfig
     primary = "probability"
 
-    def __init__(
-        self, config: XtcConfig | None = None, tokens: TokenSettings | None = None
-    ) -> None:
-        super().__init__(config, tokens)
-        self.seeds = RowSeeds(self.config.seed)
+    # Its coin is keyed on each row's own seed and step.
+    mixed_rows = True
 
-    def reset(self) -> None:
-        self.seeds.reset()
+    def init_rows(self, rows: NewRows) -> RowState:
+        return seed_state(rows, self.config.seed)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         cfg = self.config
         if cfg.probability <= 0 or cfg.threshold > 0.5:
             return scores
-        coin = row_uniform(self.seeds(ctx), ctx.step, XTC_SALT).to(scores.device)
+        coin = row_uniform(row_seeds(self, self.config.seed, ctx), ctx.steps, XTC_SALT).to(scores.device)
         acts = coin < cfg.probability
         if not bool(acts.any()):
             return scores

@@ -14,7 +14,7 @@ from logitkit_samplers.temperature import DynamicTemperature, QuadraticSmoothing
 from logitkit_samplers.truncation import TailFree, TopA, TopNSigma
 from logitkit_samplers.xtc import Xtc
 
-from logitkit import StepContext
+from logitkit import Pipeline, StepContext
 
 INF = float("inf")
 
@@ -29,8 +29,8 @@ def ctx(
     input_ids = torch.tensor(ids)
     return StepContext(
         input_ids=input_ids,
-        prompt_length=prompt_length,
-        step=input_ids.shape[-1] - prompt_length,
+        prompt_lengths=prompt_length,
+        steps=input_ids.shape[-1] - prompt_length,
         seeds=None if seeds is None else torch.tensor(seeds),
     )
 
@@ -184,14 +184,15 @@ def test_quadratic_smoothing_formula() -> None:
 def test_mirostat_v2_truncates_by_surprise_and_updates_mu() -> None:
     probs = torch.tensor([[0.5, 0.25, 0.125, 0.125]])
     sel = make(MirostatV2, tau=1.0, eta=0.5, seed=3)  # mu = 2 bits keeps p >= 0.25
-    token = sel.select(probs.log(), ctx([[0]]))
+    state = Pipeline([], sel).start(torch.tensor([[0]]))
+    token = sel.select(probs.log(), state.context(torch.tensor([[0]])))
     assert int(token) in (0, 1)
     p = {0: 2 / 3, 1: 1 / 3}[int(token)]
-    sel.accept(token)
-    assert sel.mu is not None
-    assert math.isclose(float(sel.mu), 2.0 - 0.5 * (-math.log2(p) - 1.0), rel_tol=1e-5)
-    sel.reset()
-    assert sel.mu is None
+    state.accept(token)
+    mu = state.row_state(sel)["mu"]
+    assert math.isclose(float(mu), 2.0 - 0.5 * (-math.log2(p) - 1.0), rel_tol=1e-5)
+    # A new generation starts from mu = 2 * tau again.
+    assert float(Pipeline([], sel).start(torch.tensor([[0]])).row_state(sel)["mu"]) == 2.0
 
 
 def test_mirostat_v1_keeps_the_top_k_llama_cpp_computes() -> None:

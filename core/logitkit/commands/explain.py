@@ -95,7 +95,7 @@ def distribution_views(
     model = load_model(model_path)
     codec = load_codec(model_path)
     ids = torch.tensor([codec.encode(prompt)], dtype=torch.long)
-    pipe.context.update(model=model, tokenizer=codec.tokenizer)
+    pipe = pipe.replace(model=model, tokenizer=codec.tokenizer)
     views = stage_views(pipe, next_token_logits(model, ids), input_ids=ids)
     return views, f"Next token after {prompt!r}", lambda i: repr(codec.token_text(i))
 

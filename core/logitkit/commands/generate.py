@@ -86,21 +86,6 @@ def with_model_tokens(
     return dataclasses.replace(resolved, tokens=resolved.tokens.model_copy(update=updates))
 
 
-class StreamingPipeline(Pipeline):
-    """A pipeline that also hands each chosen token of a single-row generation to ``on_token``.
-
-    ``logitkit.generate`` calls ``accept`` once per step with the tokens it
-    picked, so this is where the text can be shown as it is produced.
-    """
-
-    on_token: Callable[[int], None] | None = None
-
-    def accept(self, tokens: torch.Tensor) -> None:
-        super().accept(tokens)
-        if self.on_token is not None and tokens.shape[0] == 1:
-            self.on_token(int(tokens[0]))
-
-
 class StreamDecoder:
     """Turns token ids into text as they arrive, holding back a character whose bytes are incomplete.
 
@@ -133,7 +118,7 @@ class StreamDecoder:
 
 def run(args: argparse.Namespace) -> int:
     from logitkit.demo import load_codec, load_model
-    from logitkit.generate import generate
+    from logitkit.generation import generate
 
     resolved = resolve_from_args(args.config, args.preset)
     if args.model is not None and not (Path(args.model) / "config.json").is_file():
@@ -150,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
     vocab_size = int(model.get_output_embeddings().weight.shape[0])
     resolved = with_model_tokens(resolved, codec.eos_ids, vocab_size)
     seed = args.seed if args.seed is not None else resolved.generation.seed
-    pipe = StreamingPipeline.from_resolved(resolved, tokenizer=codec.tokenizer)
-    assert isinstance(pipe, StreamingPipeline)  # from_resolved builds ``cls``
+    pipe = Pipeline.from_resolved(resolved, tokenizer=codec.tokenizer)
     max_new = args.max_new_tokens or resolved.generation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
 
     prompt_ids = codec.encode(args.prompt)
@@ -168,16 +152,16 @@ def run(args: argparse.Namespace) -> int:
     decoder = StreamDecoder(codec.decode)
     streamed: list[int] = []
 
-    def show(token: int) -> None:
+    def show(tokens: torch.Tensor) -> None:
+        token = int(tokens[0])
         streamed.append(token)
         sys.stdout.write(decoder.push(token))
         sys.stdout.flush()
 
-    pipe.on_token = show
     started = time.perf_counter()
     output = generate(
         model, input_ids, pipe, tokenizer=codec.tokenizer, eos_token_id=codec.eos_ids,
-        seeds=None if seed is None else [seed], max_new_tokens=max_new,
+        seeds=None if seed is None else [seed], max_new_tokens=max_new, on_tokens=show,
     )  # fmt: skip
     elapsed = time.perf_counter() - started
     new_tokens = output.new_tokens[0].tolist()

@@ -240,7 +240,9 @@ def build_pipeline(
     resolved = resolve(config, registry=reg, source=source)
     pipe = cls.from_resolved(resolved, registry=reg, **context)
     if prefix_allowed_tokens_fn is not None:
-        pipe.processors.insert(_prefix_slot(pipe), _prefix_processor(reg, gc, pipe, prefix_allowed_tokens_fn))
+        slot = _prefix_slot(pipe)
+        prefix = _prefix_processor(reg, gc, pipe, prefix_allowed_tokens_fn)
+        pipe = pipe.replace(processors=(*pipe.processors[:slot], prefix, *pipe.processors[slot:]))
     return pipe
 
 

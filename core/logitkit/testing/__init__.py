@@ -23,6 +23,12 @@ from logitkit.testing.contract import (
     context_for,
     factory_for,
 )
+from logitkit.testing.rows import (
+    ScriptedModel,
+    check_row_contract,
+    continuous_batching_run,
+    solo_run,
+)
 from logitkit.testing.strategies import DTYPES, StepCase, dtypes, histories, logits, step_cases
 from logitkit.testing.suite import contract_cases, contract_tests
 
@@ -30,17 +36,21 @@ __all__ = [
     "DEFAULT_EXAMPLES",
     "DTYPES",
     "ContractViolation",
+    "ScriptedModel",
     "StepCase",
     "check_processor_case",
     "check_processor_contract",
+    "check_row_contract",
     "check_selector_case",
     "check_selector_contract",
     "context_for",
+    "continuous_batching_run",
     "contract_cases",
     "contract_tests",
     "dtypes",
     "factory_for",
     "histories",
     "logits",
+    "solo_run",
     "step_cases",
 ]

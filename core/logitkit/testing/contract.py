@@ -72,10 +72,11 @@ def context_for(
     ids = case.input_ids[rows]
     fields = dict(context or {})
     extra = {k: fields.pop(k) for k in list(fields) if k not in _STEP_FIELDS}
+    rows_count = int(ids.shape[0])
     return StepContext(
         input_ids=ids,
-        prompt_length=case.prompt_length,
-        step=int(ids.shape[-1]) - case.prompt_length,
+        prompt_lengths=torch.full((rows_count,), case.prompt_length, dtype=torch.int64),
+        steps=torch.full((rows_count,), int(ids.shape[-1]) - case.prompt_length, dtype=torch.int64),
         seeds=case.seeds[rows],
         **fields,
         extra=extra,
@@ -193,16 +194,37 @@ def _check_argmax(scores: torch.Tensor, out: torch.Tensor, name: str, case: Step
         raise _fail(name, f"declares argmax_invariant but moved the top token in rows {lost}", case)
 
 
+def _selector_run(
+    selector: Any, case: StepCase, rows: slice, context: Mapping[str, Any] | None
+) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """``(scores, chosen, state)``: one step of ``selector`` on ``case``'s rows, driven by a batch state.
+
+    The state starts from the prompt and replays the case's generated tokens,
+    so a stateful selector sees what a host would have fed it.
+    """
+    from logitkit.pipeline import Pipeline
+
+    fields = dict(context or {})
+    extra = {k: fields.pop(k) for k in list(fields) if k not in _STEP_FIELDS}
+    ids = case.input_ids[rows]
+    length = int(ids.shape[-1])
+    state = Pipeline([], selector).start(
+        ids, prompt_length=length, steps=length - case.prompt_length, seeds=case.seeds[rows]
+    )
+    scores = case.scores[rows].clone()
+    chosen = selector.select(scores, state.context(ids, **fields, extra=extra))
+    return scores, chosen, state
+
+
 def check_selector_case(
     make: Factory, case: StepCase, context: Mapping[str, Any] | None = None
 ) -> torch.Tensor:
     """Check the selector rules on one case; returns the chosen token ids."""
     selector = make()
     name = f"selector {getattr(selector, 'name', type(selector).__name__)!r}"
-    scores, ids = case.scores.clone(), case.input_ids.clone()
-    ctx = context_for(case, context=context)
-    chosen = selector.select(scores, ctx)
-    if not _same(scores, case.scores) or not torch.equal(ctx.input_ids, ids):
+    ids = case.input_ids.clone()
+    scores, chosen, state = _selector_run(selector, case, slice(None), context)
+    if not _same(scores, case.scores) or not torch.equal(case.input_ids, ids):
         raise _fail(name, "modified its inputs", case)
     if (
         not isinstance(chosen, torch.Tensor)
@@ -217,11 +239,9 @@ def check_selector_case(
     picked = scores.gather(-1, chosen.view(-1, 1)).squeeze(-1)
     if not bool(torch.isfinite(picked).all()):
         raise _fail(name, f"chose a token with a non-finite score: {picked.tolist()}", case)
-    selector.accept(chosen)
+    state.accept(chosen)
     for row in range(case.batch_size if case.batch_size > 1 else 0):
-        alone = make().select(
-            case.scores[row : row + 1].clone(), context_for(case, slice(row, row + 1), context)
-        )
+        _, alone, _ = _selector_run(make(), case, slice(row, row + 1), context)
         if int(alone[0]) != int(chosen[row]):
             raise _fail(
                 name, f"row {row} chose differently when run alone: rows are not independent", case

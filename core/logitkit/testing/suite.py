@@ -12,6 +12,7 @@ from logitkit.testing.contract import (
     check_processor_contract,
     check_selector_contract,
 )
+from logitkit.testing.rows import check_row_contract
 
 #: Per-name example configs: one mapping, or a list of them (each becomes its own test).
 Configs = Mapping[str, Mapping[str, Any] | Sequence[Mapping[str, Any]]]
@@ -68,7 +69,8 @@ def contract_tests(
     their ``Config()`` defaults. ``skip`` names entries to leave out. Inputs are the same on
     every run unless ``derandomize=False``. ``tokens`` (the
     config's ``tokens:`` section) and ``context`` (e.g. ``{"model": fake_model}``) reach
-    every check. When the plugin
+    every check. Each entry also runs ``check_row_contract`` (rows alone and in mixed
+    batches, continuous batching, fresh states, threads). When the plugin
     registers nothing (not installed, or failed to load), the test fails and says so.
     """
     import pytest
@@ -102,5 +104,6 @@ def contract_tests(
         check(
             cls, config, examples=examples, tokens=tokens, context=context, derandomize=derandomize
         )
+        check_row_contract(cls, config, tokens=tokens, context=context)
 
     return test_contract  # type: ignore[no-any-return]  # pytest's decorator is untyped

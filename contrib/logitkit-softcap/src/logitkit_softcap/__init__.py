@@ -20,6 +20,9 @@ class SoftcapConfig(ProcessorConfig):
 class LogitSoftcap(Processor):
     """Squash logits into (-cap, cap) with cap * tanh(z / cap); keeps their order."""
 
+    # Reads nothing from the context but the scores: rows at any step share one call.
+    mixed_rows = True
+
     name = "logit_softcap"
     stage = SOFTCAP_STAGE
     Config = SoftcapConfig

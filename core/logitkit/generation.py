@@ -8,10 +8,8 @@ it to a search strategy from the registry. The loops themselves are plugins
 
 from __future__ import annotations
 
-import sys
 import time
-import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -158,6 +156,7 @@ def generate(
     pad_token_id: int | None = None,
     decoder_start_token_id: int | None = None,
     registry: Registry | None = None,
+    on_tokens: Callable[[torch.Tensor], None] | None = None,
     **settings: Any,
 ) -> GenerationOutput:
     """Generate from ``input_ids`` ([batch, length], left-padded) with ``pipeline``.
@@ -170,7 +169,10 @@ def generate(
     (``max_new_tokens``, ``num_beams``, ``stop_strings``, ...). ``seeds`` gives
     one sample seed per prompt (the ``seed`` setting gives one for all).
     Special tokens come from the keywords, then the pipeline's ``tokens:``,
-    then the model's generation config.
+    then the model's generation config. ``on_tokens`` is called with each
+    step's chosen tokens ([rows]) by strategies that pick one token per row
+    per step (``decode``). The pipeline is not changed: every call keeps
+    its own state, so one pipeline serves concurrent calls.
     """
     reg = registry if registry is not None else default_registry()
     if not isinstance(pipeline, Pipeline):
@@ -228,18 +230,8 @@ def generate(
         tokenizer=tokenizer,
         model=model,
         healed=healed,
+        on_tokens=on_tokens,
     )
-    pipeline.reset()
     with torch.inference_mode():
         output: GenerationOutput = entry.value(job)
     return output
-
-
-class _CallableModule(types.ModuleType):
-    """``import logitkit.generate`` binds this module as ``logitkit.generate``; keep that name callable."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> GenerationOutput:
-        return generate(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
