@@ -162,7 +162,7 @@ class DecodingJob:
         and nobody asked for the dense processed scores (as ``Pipeline.next_tokens`` does).
         """
         pipe = self.pipeline
-        if pipe.fast_path and not pipe.check:
+        if pipe.fast_path and not pipe.check and logits.shape[0] > 0:
             dense, view = fastpath.run_chain(pipe.processors, logits, ctx)
             if view is not None and not keep_scores:
                 tokens = fastpath.select_from_view(pipe.selector, view, ctx)

@@ -229,6 +229,8 @@ class Pipeline:
 
     def process(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Run every logits stage on ``scores``; never modifies ``scores``."""
+        if scores.shape[0] == 0:
+            return scores  # an empty batch has nothing to process (reductions over 0 rows raise)
         if self.check:
             return self._process_checked(scores, ctx)
         if self.fast_path:
@@ -259,6 +261,8 @@ class Pipeline:
         """Pick one token per row, applying the empty-row policy first."""
         if self.selector is None:
             raise RuntimeError("this pipeline has no selector")
+        if processed.shape[0] == 0:
+            return torch.empty(0, dtype=torch.long, device=processed.device)
         processed = self.guard_empty_rows(processed, ctx, raw)
         tokens = self.selector.select(processed, ctx)
         if self.check:
@@ -318,7 +322,7 @@ class Pipeline:
     def next_tokens(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Run the logits stages, then the selector: one token id per row."""
         ctx = self.step_context(input_ids)
-        if self.fast_path and not self.check:
+        if self.fast_path and not self.check and scores.shape[0] > 0:
             # Sample straight from the candidate view when the chain ends with a fused run.
             processed, view = fastpath.run_chain(self.processors, scores, ctx)
             tokens = fastpath.select_from_view(self.selector, view, ctx) if view is not None else None

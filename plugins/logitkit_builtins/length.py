@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -78,6 +79,13 @@ class MinNewTokens(_EosProcessor):
         return self.without_eos(scores)
 
 
+def _growth(decay: float, past: int, dtype: torch.dtype) -> float:
+    """``decay ** past``, saturated at the dtype's largest value (Python's pow overflows after ~1,750 steps at 1.5)."""
+    limit = float(torch.finfo(dtype).max)
+    exponent = past * math.log(decay)
+    return limit if exponent >= math.log(limit) else math.exp(exponent)
+
+
 class ExponentialDecayConfig(ProcessorConfig):
     start_index: NonNegativeInt = Field(description="Generated tokens after which the eos boost starts.")
     decay_factor: float = Field(gt=0, description="Growth per token past the start: > 1 favours ending, < 1 discourages it.")
@@ -105,7 +113,7 @@ class ExponentialDecayLengthPenalty(_EosProcessor):
         eos = self.eos_index(scores.shape[-1], scores.device)
         current = scores.index_select(1, eos)
         # |score| keeps the push upward even for negative logits; -inf stays -inf.
-        boost = current.abs() * (self.config.decay_factor**past - 1)
+        boost = current.abs() * (_growth(self.config.decay_factor, past, scores.dtype) - 1)
         boost = boost.masked_fill(~torch.isfinite(current), 0.0)
         return scores.index_add(1, eos, boost)
 
