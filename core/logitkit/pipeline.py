@@ -12,6 +12,13 @@ import torch
 
 from logitkit import fastpath
 from logitkit.config import ResolvedConfig, resolve
+from logitkit.contract_checks import (
+    ProcessorContractError,
+    apply_checked,
+    call_named,
+    check_tokens,
+    find_in_place_writer,
+)
 from logitkit.processor import Processor, Selector, StepContext, TokenSettings
 from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
@@ -27,10 +34,6 @@ EMPTY_ROW_POLICIES = ("top", "error")
 
 #: Context keys that are StepContext fields; any other context key goes to ``ctx.extra``.
 _STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepContext))
-
-
-class ProcessorContractError(RuntimeError):
-    """A processor broke its contract (caught in check mode)."""
 
 
 class EmptyRowError(RuntimeError):
@@ -174,10 +177,14 @@ class Pipeline:
         **context: Any,
     ) -> Pipeline:
         reg = registry if registry is not None else default_registry()
-        processors = [spec.cls(spec.config, resolved.tokens) for spec in resolved.processors]
+        processors = [
+            call_named("processor", spec.cls, _plugin_of(reg.processors, spec.name), spec.cls, spec.config, resolved.tokens)
+            for spec in resolved.processors
+        ]
         selector: Selector | None
         if resolved.selector is not None:
-            selector = resolved.selector.cls(resolved.selector.config, resolved.tokens)
+            spec = resolved.selector
+            selector = call_named("selector", spec.cls, _plugin_of(reg.selectors, spec.name), spec.cls, spec.config, resolved.tokens)
         else:
             selector = default_selector(processors, reg, resolved.tokens)
         return cls(
@@ -237,7 +244,7 @@ class Pipeline:
             dense, view = fastpath.run_chain(self.processors, scores, ctx)
             return dense if view is None else view.densify(dense)
         for processor in self.processors:
-            scores = processor.apply(scores, ctx)
+            scores = apply_checked(processor, scores, ctx)
         return scores
 
     def _process_checked(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
@@ -264,7 +271,7 @@ class Pipeline:
         if processed.shape[0] == 0:
             return torch.empty(0, dtype=torch.long, device=processed.device)
         processed = self.guard_empty_rows(processed, ctx, raw)
-        tokens = self.selector.select(processed, ctx)
+        tokens = check_tokens(self.selector, self.selector.select(processed, ctx), *processed.shape)
         if self.check:
             _check_selection(self.selector, processed, tokens)
         return tokens
@@ -302,6 +309,9 @@ class Pipeline:
         clean_raw = raw.nan_to_num(nan=NEG_INF, posinf=float(torch.finfo(raw.dtype).max), neginf=NEG_INF)
         hopeless = [row for row in empty if not bool(_alive(clean_raw[row]))]
         if hopeless:
+            writer = find_in_place_writer(self.processors, tuple(raw.shape), raw.dtype, ctx)
+            if writer is not None:  # the raw logits were wiped by a processor, not by the model
+                raise ProcessorContractError(f"processor {writer!r} modified its input scores in place")
             raise EmptyRowError(f"rows {hopeless} have no finite logits from the model: no top token to fall back on")
         log.debug("rows %s have no token left; keeping the model's top token", empty)
         fallback = torch.full_like(cleaned, NEG_INF)
@@ -339,9 +349,9 @@ class Pipeline:
 
     def accept(self, tokens: torch.Tensor) -> None:
         for processor in self.processors:
-            processor.accept(tokens)
+            call_named("processor", processor, None, processor.accept, tokens)
         if self.selector is not None:
-            self.selector.accept(tokens)
+            call_named("selector", self.selector, None, self.selector.accept, tokens)
 
     # -- integration and description -------------------------------------------------
 
@@ -382,6 +392,11 @@ class Pipeline:
     def __repr__(self) -> str:
         chain = " -> ".join([p.name for p in self.processors] + ([self.selector.name] if self.selector else []))
         return f"Pipeline({chain})"
+
+
+def _plugin_of(entries: dict[str, Any], name: str) -> str | None:
+    entry = entries.get(name)
+    return str(entry.plugin) if entry is not None else None
 
 
 def default_selector(processors: Sequence[Processor], reg: Registry, tokens: TokenSettings) -> Selector | None:
