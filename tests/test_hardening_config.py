@@ -187,3 +187,21 @@ def test_the_schema_types_each_selector_by_its_own_fields() -> None:
         assert reasons({"selector": bad})
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate({"selector": bad}, schema)
+
+
+# -- item 12: reads that never end ------------------------------------------------------------
+
+
+def test_a_yaml_symlink_to_dev_zero_is_refused_without_reading(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    link = tmp_path / "zero.yaml"
+    link.symlink_to("/dev/zero")
+    found = reasons(str(link))
+    assert found == [f"{link}: not a regular file (a device, FIFO or socket)"]
+
+
+def test_a_fifo_is_refused_without_hanging(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    assert reasons(str(fifo)) == [f"{fifo}: not a regular file (a device, FIFO or socket)"]
