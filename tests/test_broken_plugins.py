@@ -194,8 +194,14 @@ def test_check_mode_checks_the_selector_too(bad_reg, selector: str, message: str
     with pytest.raises(ProcessorContractError) as info:
         Pipeline.from_config(config, registry=bad_reg, check=True).next_tokens(ids, scores)
     assert str(info.value) == message
-    # Unchecked, the bad pick goes through: check mode is what catches it.
-    assert Pipeline.from_config(config, registry=bad_reg).next_tokens(ids, scores).shape == (2,)
+    unchecked = Pipeline.from_config(config, registry=bad_reg)
+    if selector == "out_of_vocab":
+        # The id range is checked always (issue 15): it costs nothing next to a step.
+        with pytest.raises(ProcessorContractError, match="outside the vocabulary"):
+            unchecked.next_tokens(ids, scores)
+    else:
+        # Unchecked, a removed pick goes through: check mode is what catches it.
+        assert unchecked.next_tokens(ids, scores).shape == (2,)
 
 
 def test_check_mode_from_the_environment(bad_reg, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

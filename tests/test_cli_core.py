@@ -56,7 +56,7 @@ def test_validate_bad_file_exits_2_with_one_line_per_error(tmp_path: Path) -> No
     assert lines == [
         f"{bad}: processors[0].name: unknown processor 'top_pp'; did you mean 'top_p'?",
         f"{bad}: processors[1].top_p: must be > 0 and <= 1 (got 1.5)",
-        f"{bad}: processors[2].top_k: input should be a valid integer, unable to parse string as an integer (got 'fifty')",
+        f"{bad}: processors[2].top_k: must be an integer, not a string (got 'fifty')",
     ]
     assert "Traceback" not in result.stderr + result.stdout
 

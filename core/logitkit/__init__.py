@@ -5,10 +5,11 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any
 
+from logitkit.contract_checks import ProcessorContractError
 from logitkit.errors import ConfigError, Problem
 from logitkit.hookspecs import hookimpl
 from logitkit.integrations.wrapping import wrap
-from logitkit.pipeline import EmptyRowError, Pipeline, ProcessorContractError
+from logitkit.pipeline import EmptyRowError, Pipeline
 from logitkit.processor import (
     CheckContext,
     EmptyConfig,

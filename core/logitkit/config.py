@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from logitkit.errors import ConfigError, Problem
+from logitkit.errors import ConfigError, Problem, short_repr
 from logitkit.loading import read_config_file
 from logitkit.processor import CheckContext, Processor, Selector, TokenSettings, walk_token_ids
 from logitkit.registry import Registry
@@ -105,14 +105,17 @@ def _reason(err: Any, model: type[BaseModel], valid_fields: Iterable[str]) -> st
         if bounds is None:
             ctx = err.get("ctx", {})
             bounds = " and ".join(f"{RANGE_ERRORS[kind]} {v}" for v in ctx.values())
-        return f"must be {bounds} (got {got!r})"
+        return f"must be {bounds} (got {short_repr(got)})"
     if kind == "finite_number" or (isinstance(got, float) and not math.isfinite(got)):
-        return f"must be a finite number (got {got!r})"
+        return f"must be a finite number (got {short_repr(got)})"
     if kind == "extra_forbidden":
         return f"unknown field{_suggest(str(loc[-1]), valid_fields)}"
     if kind == "missing":
         return "is required"
-    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {got!r})" if "input" in err else str(err["msg"])
+    if kind == "value_error":
+        message = str(err["msg"]).removeprefix("Value error, ")
+        return message if "(got " in message or "input" not in err else f"{message} (got {short_repr(got)})"
+    return f"{err['msg'][0].lower()}{err['msg'][1:]} (got {short_repr(got)})" if "input" in err else str(err["msg"])
 
 
 def validation_problems(
@@ -323,6 +326,21 @@ def vocab_problems(specs: Iterable[ProcessorSpec], tokens: TokenSettings) -> lis
     ]
 
 
+def flag_switched_off(raw: Any, reg: Registry) -> bool:
+    """``- name: false`` for a processor without a value (a flag): it switches the processor off.
+
+    For a processor that takes a value (``- temperature: false``) it is not skipped:
+    validation then reports the boolean where a number goes.
+    """
+    if not (isinstance(raw, dict) and len(raw) == 1 and next(iter(raw.values())) is False):
+        return False
+    entry = reg.processors.get(str(next(iter(raw))))
+    if entry is None:
+        return False
+    cls = entry.cls
+    return (cls.primary or (cls.name if cls.name in cls.Config.model_fields else None)) is None
+
+
 def _entry_name(raw: Any) -> str | None:
     if isinstance(raw, str):
         return raw
@@ -413,7 +431,7 @@ def resolve(
     else:
         first_seen: dict[str, int] = {}
         for i, raw in enumerate(raw_processors):
-            if isinstance(raw, dict) and len(raw) == 1 and next(iter(raw.values())) is False:
+            if flag_switched_off(raw, reg):
                 continue  # '- remove_invalid_values: false' switches a flag processor off
             spec = r.entry(i, raw)
             if spec is None:

@@ -21,7 +21,7 @@ from logitkit.processor import StepContext
 from logitkit.sampling import splitmix64
 from logitkit.settings import GenerationSettings
 from logitkit.state import BatchState
-from logitkit.stopping import FINISH_REASONS, StoppingCriterion, reason_code
+from logitkit.stopping import FINISH_REASONS, StoppingCriterion, checked_stop, reason_code
 
 
 @dataclass
@@ -171,8 +171,8 @@ class DecodingJob:
         """Per row, the finish-reason code of the first criterion that fires (0: none), or None if none fired."""
         step = int(sequences.shape[-1]) - self.prompt_length
         codes: torch.Tensor | None = None
-        for criterion in self.criteria if criteria is None else criteria:
-            hit = criterion.check(sequences, step)
+        for criterion in list(self.criteria if criteria is None else criteria):
+            hit = checked_stop(criterion, sequences, step, self.criteria)
             if hit is None:
                 continue
             code = torch.tensor(

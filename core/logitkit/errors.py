@@ -5,6 +5,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+#: Echoed values are cut to this many characters, so one bad list cannot make a huge error line.
+MAX_ECHO = 80
+#: No problem line is longer than this, whatever a plugin puts in its reason.
+MAX_LINE = 1000
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to ``MAX_ECHO`` characters with the full length said."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO else f"{text[: MAX_ECHO - 3]}... ({len(text)} characters)"
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -17,7 +28,8 @@ class Problem:
     def line(self) -> str:
         where = f"{self.source}: " if self.source else ""
         at = f"{self.path}: " if self.path else ""
-        return f"{where}{at}{self.reason}"
+        line = f"{where}{at}{self.reason}"
+        return line if len(line) <= MAX_LINE else f"{line[: MAX_LINE - 3]}..."
 
 
 class ConfigError(ValueError):

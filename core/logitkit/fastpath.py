@@ -46,6 +46,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from logitkit.contract_checks import apply_checked, check_tokens
+
 if TYPE_CHECKING:
     from logitkit.processor import Processor, Selector, StepContext
 
@@ -429,14 +431,14 @@ def run_chain(
     view: CandidateView | None = None
     for start, stop in runs:
         for processor in processors[position:start]:
-            scores = processor.apply(scores, ctx)
+            scores = apply_checked(processor, scores, ctx)
         view = run_fused(processors[start:stop], scores, ctx)
         position = stop
         if stop < len(processors):
             scores = view.densify(scores)
             view = None
     for processor in processors[position:]:
-        scores = processor.apply(scores, ctx)
+        scores = apply_checked(processor, scores, ctx)
     return scores, view
 
 
@@ -451,5 +453,5 @@ def select_from_view(
     odd = torch.isnan(view.values) | torch.isposinf(view.values)
     if not bool((view.alive() & ~odd.any(dim=-1)).all()):
         return None
-    tokens: torch.Tensor = pick(view, ctx)
+    tokens: torch.Tensor = check_tokens(selector, pick(view, ctx), view.values.shape[0], view.vocab_size)
     return tokens

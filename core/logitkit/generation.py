@@ -8,6 +8,7 @@ it to a search strategy from the registry. The loops themselves are plugins
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,6 +17,7 @@ import torch
 from pydantic import ValidationError
 
 from logitkit.config import validation_problems
+from logitkit.contract_checks import check_search_output
 from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit.errors import ConfigError, Problem
 from logitkit.healing import heal_prompts
@@ -24,12 +26,14 @@ from logitkit.pipeline import Pipeline
 from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
 from logitkit.settings import GenerationSettings
-from logitkit.stopping import StopContext, StoppingCriterion
+from logitkit.stopping import FINISH_REASONS, StopContext, StoppingCriterion
 
 #: transformers' default total length when neither max_new_tokens nor max_length is set.
 DEFAULT_MAX_LENGTH = 20
 
 SOURCE = "generate()"
+
+log = logging.getLogger("logitkit.generate")
 
 
 def _settings(pipeline: Pipeline, overrides: dict[str, Any]) -> GenerationSettings:
@@ -72,8 +76,19 @@ def _criteria(reg: Registry, context: StopContext) -> list[StoppingCriterion]:
     entries = sorted(
         reg.stopping_criteria.values(), key=lambda e: (getattr(e.cls, "priority", 0), e.name)
     )
-    built = [entry.cls.from_settings(context) for entry in entries]
-    return [c for c in built if c is not None]
+    built: list[StoppingCriterion] = []
+    for entry in entries:
+        try:
+            criterion = entry.cls.from_settings(context)
+        except Exception as exc:  # one plugin's criterion must not break every generation
+            log.warning(
+                "logitkit: stopping criterion %r (plugin %r) failed to build and is skipped: %s: %s",
+                entry.name, entry.plugin, type(exc).__name__, exc,
+            )  # fmt: skip
+            continue
+        if criterion is not None:
+            built.append(criterion)
+    return built
 
 
 def _problem(path: str, reason: str) -> ConfigError:
@@ -234,4 +249,5 @@ def generate(
     )
     with torch.inference_mode():
         output: GenerationOutput = entry.value(job)
-    return output
+    rows = input_ids.shape[0] * config.num_return_sequences
+    return check_search_output(name, entry.plugin, output, rows, FINISH_REASONS[1:])  # type: ignore[no-any-return]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -74,11 +75,19 @@ def read_config_file(path: str | os.PathLike[str]) -> Any:
     if fmt is None:
         raise ConfigError([Problem(source, "", f"unknown config format {p.suffix!r}; use .yaml, .yml, .json or .toml")])
     try:
-        size = p.stat().st_size
+        info = p.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(info.st_mode):
+            # A device or FIFO has st_size 0 and may never end (/dev/zero) or never start (a FIFO).
+            raise ConfigError([Problem(source, "", "not a regular file (a device, FIFO or socket)")])
         limit = max_config_bytes()
-        if size > limit:
-            raise ConfigError([Problem(source, "", f"file is {size} bytes; the limit is {limit} (LOGITKIT_MAX_CONFIG_BYTES)")])
-        raw = p.read_bytes()
+        if info.st_size > limit:
+            raise ConfigError([Problem(source, "", f"file is {info.st_size} bytes; the limit is {limit} (LOGITKIT_MAX_CONFIG_BYTES)")])
+        with p.open("rb") as handle:
+            raw = handle.read(limit + 1)  # bounded even if the file grows while it is read
+        if len(raw) > limit:
+            raise ConfigError([Problem(source, "", f"file is over {limit} bytes, the limit (LOGITKIT_MAX_CONFIG_BYTES)")])
     except FileNotFoundError:
         raise ConfigError([Problem(source, "", "file not found")]) from None
     except IsADirectoryError:

@@ -13,6 +13,13 @@ import torch
 
 from logitkit import fastpath, rowgroups
 from logitkit.config import ResolvedConfig, resolve
+from logitkit.contract_checks import (
+    ProcessorContractError,
+    apply_checked,
+    call_named,
+    check_tokens,
+    find_in_place_writer,
+)
 from logitkit.processor import Processor, Selector, StepContext, TokenSettings
 from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
@@ -29,10 +36,6 @@ EMPTY_ROW_POLICIES = ("top", "error")
 
 #: Context keys that are StepContext fields; any other context key goes to ``ctx.extra``.
 _STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepContext))
-
-
-class ProcessorContractError(RuntimeError):
-    """A processor broke its contract (caught in check mode)."""
 
 
 class EmptyRowError(RuntimeError):
@@ -220,10 +223,14 @@ class Pipeline:
         **context: Any,
     ) -> Pipeline:
         reg = registry if registry is not None else default_registry()
-        processors = [spec.cls(spec.config, resolved.tokens) for spec in resolved.processors]
+        processors = [
+            call_named("processor", spec.cls, _plugin_of(reg.processors, spec.name), spec.cls, spec.config, resolved.tokens)
+            for spec in resolved.processors
+        ]
         selector: Selector | None
         if resolved.selector is not None:
-            selector = resolved.selector.cls(resolved.selector.config, resolved.tokens)
+            spec = resolved.selector
+            selector = call_named("selector", spec.cls, _plugin_of(reg.selectors, spec.name), spec.cls, spec.config, resolved.tokens)
         else:
             selector = default_selector(processors, reg, resolved.tokens)
         return cls(
@@ -283,14 +290,11 @@ class Pipeline:
         values = self.context_fields()
         if "seeds" in self.context:
             values["seeds"] = torch.as_tensor(self.context["seeds"], dtype=torch.int64)
+        rows, device = int(input_ids.shape[0]), input_ids.device
+        values["prompt_lengths"] = torch.full((rows,), int(prompt), dtype=torch.int64, device=device)
+        values["steps"] = torch.full((rows,), length - int(prompt), dtype=torch.int64, device=device)
         values.update(overrides)
-        rows = int(input_ids.shape[0])
-        return StepContext(
-            input_ids=input_ids,
-            prompt_lengths=torch.full((rows,), int(prompt), dtype=torch.int64, device=input_ids.device),
-            steps=torch.full((rows,), length - int(prompt), dtype=torch.int64, device=input_ids.device),
-            **values,
-        )
+        return StepContext(input_ids=input_ids, **values)
 
     def _standalone(self, input_ids: torch.Tensor) -> StepContext:
         """A call on its own: stateful elements start from the prompt and replay what follows."""
@@ -303,6 +307,8 @@ class Pipeline:
 
     def process(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Run every logits stage on ``scores``; never modifies ``scores``."""
+        if scores.shape[0] == 0:
+            return scores  # an empty batch has nothing to process (reductions over 0 rows raise)
         processors = rowgroups.for_context(self.processors, ctx)
         if self.check:
             return self._process_checked(processors, scores, ctx)
@@ -310,7 +316,7 @@ class Pipeline:
             dense, view = fastpath.run_chain(processors, scores, ctx)
             return dense if view is None else view.densify(dense)
         for processor in processors:
-            scores = processor.apply(scores, ctx)
+            scores = apply_checked(processor, scores, ctx)
         return scores
 
     def _process_checked(
@@ -336,8 +342,10 @@ class Pipeline:
         """Pick one token per row, applying the empty-row policy first."""
         if self.selector is None:
             raise RuntimeError("this pipeline has no selector")
+        if processed.shape[0] == 0:
+            return torch.empty(0, dtype=torch.long, device=processed.device)
         processed = self.guard_empty_rows(processed, ctx, raw)
-        tokens = self.selector.select(processed, ctx)
+        tokens = check_tokens(self.selector, self.selector.select(processed, ctx), *processed.shape)
         if self.check:
             _check_selection(self.selector, processed, tokens)
         return tokens
@@ -375,6 +383,9 @@ class Pipeline:
         clean_raw = raw.nan_to_num(nan=NEG_INF, posinf=float(torch.finfo(raw.dtype).max), neginf=NEG_INF)
         hopeless = [row for row in empty if not bool(_alive(clean_raw[row]))]
         if hopeless:
+            writer = find_in_place_writer(self.processors, tuple(raw.shape), raw.dtype, ctx)
+            if writer is not None:  # the raw logits were wiped by a processor, not by the model
+                raise ProcessorContractError(f"processor {writer!r} modified its input scores in place")
             raise EmptyRowError(f"rows {hopeless} have no finite logits from the model: no top token to fall back on")
         log.debug("rows %s have no token left; keeping the model's top token", empty)
         fallback = torch.full_like(cleaned, NEG_INF)
@@ -394,7 +405,7 @@ class Pipeline:
 
     def choose(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         """Logits stages then the selector: one token id per row (no ``accept``)."""
-        if self.fast_path and not self.check:
+        if self.fast_path and not self.check and scores.shape[0] > 0:
             # Sample straight from the candidate view when the chain ends with a fused run.
             processors = rowgroups.for_context(self.processors, ctx)
             processed, view = fastpath.run_chain(processors, scores, ctx)
@@ -450,6 +461,11 @@ class Pipeline:
     def __repr__(self) -> str:
         chain = " -> ".join([p.name for p in self.processors] + ([self.selector.name] if self.selector else []))
         return f"Pipeline({chain})"
+
+
+def _plugin_of(entries: dict[str, Any], name: str) -> str | None:
+    entry = entries.get(name)
+    return str(entry.plugin) if entry is not None else None
 
 
 def default_selector(processors: Sequence[Processor], reg: Registry, tokens: TokenSettings) -> Selector | None:

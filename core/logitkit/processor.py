@@ -11,10 +11,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveInt, field_validator
 
 from logitkit.stages import Stage
+from logitkit.strict import StrictModel
 
 
-class ProcessorConfig(BaseModel):
-    """Base for processor configs: unknown fields are errors, not silently ignored."""
+class ProcessorConfig(StrictModel):
+    """Base for processor configs: unknown fields are errors, numbers are strict (no bools, no strings, int64)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -23,7 +24,7 @@ class EmptyConfig(ProcessorConfig):
     """Config for processors without parameters."""
 
 
-class TokenSettings(BaseModel):
+class TokenSettings(StrictModel):
     """The special tokens a config may declare in its ``tokens:`` section."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)

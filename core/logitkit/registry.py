@@ -13,9 +13,9 @@ from pydantic import BaseModel
 
 from logitkit import plugins as plugin_loading
 from logitkit.plugins import PluginSource
-from logitkit.processor import Processor, Selector, summary_of
+from logitkit.processor import Processor, ProcessorConfig, Selector, summary_of
 from logitkit.stages import coerce_stage
-from logitkit.stopping import StoppingCriterion
+from logitkit.stopping import FINISH_REASONS, StoppingCriterion
 
 log = logging.getLogger("logitkit.registry")
 
@@ -117,6 +117,18 @@ def _check_class(obj: object, base: type, kind: str) -> type:
     config = getattr(obj, "Config", None)
     if not isinstance(config, type) or not issubclass(config, BaseModel):
         raise RegistrationError(f"{obj.__name__}.Config must be a pydantic model class, got {config!r}")
+    if not issubclass(config, ProcessorConfig):
+        # A plain BaseModel ignores unknown fields and takes NaN and "0.7", against docs/config.md.
+        raise RegistrationError(
+            f"{obj.__name__}.Config must subclass logitkit.ProcessorConfig (unknown fields, NaN and "
+            f"non-numbers refused), got {config.__name__} based on {config.__mro__[1].__name__}"
+        )
+    primary = getattr(obj, "primary", None)
+    if primary is not None and primary not in config.model_fields:
+        raise RegistrationError(
+            f"{obj.__name__}.primary is {primary!r}, which is not a field of {config.__name__} "
+            f"(fields: {', '.join(config.model_fields) or 'none'})"
+        )
     try:
         coerce_stage(getattr(obj, "stage", None))
     except ValueError as exc:
@@ -178,6 +190,11 @@ class _Staging:
                     )
                 if not isinstance(getattr(cls, "name", None), str):
                     raise RegistrationError(f"{cls.__name__}.name must be a string")
+                reason = getattr(cls, "reason", None)
+                if reason not in FINISH_REASONS[1:]:
+                    raise RegistrationError(
+                        f"{cls.__name__}.reason is {reason!r}; a finish reason is one of {', '.join(FINISH_REASONS[1:])}"
+                    )
             else:
                 _check_class(cls, base, kind)
             name = cls.name  # type: ignore[attr-defined]
@@ -260,7 +277,7 @@ def build_registry(
         seen[source.name] = source
         try:
             plugin = plugin_loading.import_plugin(pm, source)
-        except Exception as exc:  # a broken plugin must not break the others
+        except (Exception, SystemExit) as exc:  # a broken plugin must not break the others, sys.exit included
             _fail(registry, PluginFailure(source.name, "import", f"{type(exc).__name__}: {exc}"), strict)
             continue
         staging = _Staging(registry, source.name, source.version)
@@ -274,7 +291,7 @@ def build_registry(
             try:
                 for impl in impls:
                     impl.function(register=staging.callback(hook))
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:
                 failed = True
                 pm.unregister(plugin)
                 _fail(registry, PluginFailure(source.name, hook, f"{type(exc).__name__}: {exc}"), strict)

@@ -41,6 +41,17 @@ def _entry_models(name: str, cls: type[Any]) -> list[type[BaseModel]]:
     return models
 
 
+def _selector_model(name: str, cls: type[Any]) -> type[BaseModel]:
+    config: type[BaseModel] = cls.Config
+    title = "".join(part.capitalize() for part in name.replace(".", "_").split("_"))
+    model: type[BaseModel] = create_model(
+        f"{title}Selector",
+        __base__=config,
+        name=(Literal[name], Field(description=f"the {name!r} selector")),  # type: ignore[call-overload, arg-type]
+    )
+    return model
+
+
 def build_json_schema(reg: Registry) -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) for logitkit config files."""
     entries: list[Any] = []
@@ -50,6 +61,8 @@ def build_json_schema(reg: Registry) -> dict[str, Any]:
         entries.extend(_entry_models(entry.name, entry.cls))
     entries.extend(Literal[name] for name in sorted(reg.processors))  # type: ignore[misc]
     selector_names = tuple(sorted(reg.selectors)) or ("greedy",)
+    # A selector mapping is checked against that selector's own fields, as validation does.
+    selector_models = [_selector_model(entry.name, entry.cls) for entry in sorted(reg.selectors.values(), key=lambda e: e.name)]
     orders = (*BUILTIN_ORDERS, *sorted(reg.order_presets))
     presets = tuple(sorted(reg.config_presets))
     processor_entry = Union[tuple(entries)] if entries else Any  # type: ignore[valid-type]  # noqa: UP007
@@ -57,7 +70,7 @@ def build_json_schema(reg: Registry) -> dict[str, Any]:
         "order": (Literal[orders], "stage"),  # type: ignore[valid-type]
         "tokens": (TokenSettings, None),
         "processors": (list[processor_entry], []),  # type: ignore[valid-type]
-        "selector": (Union[Literal[selector_names], dict[str, Any], None], None),  # type: ignore[valid-type]  # noqa: UP007
+        "selector": (Union[(Literal[selector_names], *selector_models, None)], None),  # type: ignore[valid-type]
         "generation": (GenerationSettings, None),
     }
     if presets:

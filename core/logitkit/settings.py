@@ -4,24 +4,32 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from logitkit.strict import StrictModel
+
+#: Longest generation a config may ask for: the loops hold [rows, length] buffers, so an
+#: unbounded length (1e12) would ask for terabytes up front.
+MAX_TOKENS = 1_000_000
+#: Most beams (and returned sequences) per prompt, for the same reason.
+MAX_BEAMS = 1024
 
 
-class GenerationSettings(BaseModel):
+class GenerationSettings(StrictModel):
     """The ``generation:`` section: how long to decode, when to stop, which search."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    max_new_tokens: int | None = Field(default=None, ge=1)
-    max_length: int | None = Field(default=None, ge=1)
+    max_new_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_length: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     max_time: float | None = Field(default=None, gt=0)
     stop_strings: list[str] = Field(default_factory=list)
-    num_beams: int = Field(default=1, ge=1)
+    num_beams: int = Field(default=1, ge=1, le=MAX_BEAMS)
     num_beam_groups: int = Field(default=1, ge=1)
     diversity_penalty: float = Field(default=0.0, ge=0)
     length_penalty: float = 1.0
     early_stopping: bool | Literal["never"] = False
-    num_return_sequences: int = Field(default=1, ge=1)
+    num_return_sequences: int = Field(default=1, ge=1, le=MAX_BEAMS)
     token_healing: bool = False
     seed: int | None = Field(default=None, ge=0)
     #: Keep the processed scores / raw logits of every step in the output.

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from logitkit.contract_checks import call_named
 from logitkit.processor import NewRows, Processor, RowState, Selector, StepContext
 
 if TYPE_CHECKING:
@@ -54,6 +55,10 @@ def _as_prompt_batch(
         if row:
             ids[i, longest - len(row) :] = torch.tensor(row, dtype=torch.int64)
     return ids, torch.tensor([len(r) for r in rows], dtype=torch.int64)
+
+
+def _kind(element: Element) -> str:
+    return "selector" if isinstance(element, Selector) else "processor"
 
 
 def _is_row_tensors(state: Any, rows: int) -> bool:
@@ -166,7 +171,7 @@ class BatchState:
             lengths.to(self.device),
             row_seeds.to(self.device),
         )
-        fresh = {id(e): e.init_rows(new) for e in self._elements}
+        fresh = {id(e): call_named(_kind(e), e, None, e.init_rows, new) for e in self._elements}
         for element in self._elements:
             state = fresh[id(element)]
             if state is not None and element.follows_rows and not _is_row_tensors(state, count):
@@ -197,7 +202,7 @@ class BatchState:
             for element in self._elements:
                 state = fresh[id(element)]
                 if state is not None:
-                    element.accept(state, tokens)
+                    call_named(_kind(element), element, None, element.accept, state, tokens)
 
     def _write_rows(
         self,
@@ -317,7 +322,7 @@ class BatchState:
         for element in self._elements:
             state = self._states.get(id(element))
             if state is not None:
-                element.accept(state, tokens)
+                call_named(_kind(element), element, None, element.accept, state, tokens)
         self.steps = self.steps + 1
         self._started = True
 

@@ -8,12 +8,15 @@ search: every candidate continuation), so it must not keep per-row state.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from logitkit.settings import GenerationSettings
+
+log = logging.getLogger("logitkit.stopping")
 
 #: Finish reasons, in the order codes are assigned (0 means still running).
 FINISH_REASONS: tuple[str, ...] = ("running", "eos", "stop_string", "length", "time")
@@ -70,3 +73,26 @@ class StoppingCriterion:
         tensor and no device sync).
         """
         raise NotImplementedError
+
+
+def checked_stop(
+    criterion: StoppingCriterion, sequences: torch.Tensor, step: int, running: list[StoppingCriterion]
+) -> torch.Tensor | None:
+    """``criterion.check``; one that raises or answers in the wrong form is dropped from ``running``.
+
+    A plugin's criterion must not end every generation: it is named in a warning
+    and skipped for the rest of this one, and the other criteria keep working.
+    """
+    try:
+        hit = criterion.check(sequences, step)
+        if hit is not None and (not isinstance(hit, torch.Tensor) or hit.shape != (sequences.shape[0],)):
+            raise TypeError(f"check returned {hit!r}, not a bool tensor of shape ({sequences.shape[0]},)")
+        return None if hit is None else hit.bool()
+    except Exception as exc:
+        log.warning(
+            "logitkit: stopping criterion %r (from %s) failed and is skipped for this generation: %s: %s",
+            getattr(criterion, "name", type(criterion).__name__), type(criterion).__module__, type(exc).__name__, exc,
+        )  # fmt: skip
+        if criterion in running:
+            running.remove(criterion)
+        return None

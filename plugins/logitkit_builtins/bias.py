@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, field_validator, model_validator
+from pydantic import ConfigDict, Field, NonNegativeInt, field_validator, model_validator
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
 from logitkit.processor import walk_token_ids
+from logitkit.strict import StrictModel
 from logitkit_builtins._tokens import ban_tokens, eos_ids
 
 
@@ -54,7 +55,7 @@ class SequenceTable:
 TokenSequence = list[NonNegativeInt]
 
 
-class BiasedSequence(BaseModel):
+class BiasedSequence(StrictModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     tokens: TokenSequence = Field(min_length=1, description="The token ids of the sequence; the bias lands on the last one.")

@@ -18,6 +18,7 @@ import torch
 from pydantic import Field
 
 from logitkit import NewRows, Processor, ProcessorConfig, RowState, Stage, StepContext
+from logitkit_builtins.numerics import safe_log_softmax
 
 #: ``Pipeline.from_config(cfg, model=m, unconditional_ids=..., unconditional_attention_mask=...)``;
 #: transformers' ``generate()`` names them ``negative_prompt_ids`` / ``negative_prompt_attention_mask``.
@@ -63,13 +64,16 @@ class Guidance(Processor):
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         config: GuidanceConfig = self.config  # type: ignore[assignment]
-        conditional = torch.nn.functional.log_softmax(scores, dim=-1)
+        # Safe log-softmax: a +inf score would make plain log_softmax NaN.
+        conditional = safe_log_softmax(scores)
         if config.guidance_scale == 1:
             mixed = conditional
         else:
             logits = self._unconditional_logits(ctx)
-            unconditional = torch.nn.functional.log_softmax(logits[:, -1], dim=-1)
+            unconditional = safe_log_softmax(logits[:, -1])
             mixed = config.guidance_scale * (conditional - unconditional) + unconditional
+            # inf - inf (a token both branches rule in or out without bound) has no value: removed.
+            mixed = mixed.nan_to_num(nan=float("-inf"))
         # A token the model ruled out (-inf) stays out: scale 0 would give 0 * -inf = NaN, and a
         # row with nothing left would give NaN everywhere.
         return mixed.masked_fill(torch.isneginf(scores), float("-inf")).to(scores.dtype)

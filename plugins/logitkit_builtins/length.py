@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -109,7 +110,9 @@ class ExponentialDecayLengthPenalty(_EosProcessor):
         eos = self.eos_index(scores.shape[-1], scores.device)
         current = scores.index_select(1, eos)
         # |score| keeps the push upward even for negative logits; -inf stays -inf.
-        growth = torch.pow(self.config.decay_factor, past.to(torch.float64)) - 1
+        growth = torch.exp(past.to(torch.float64) * math.log(self.config.decay_factor))
+        # Saturate at the dtype's largest value instead of overflowing (after ~1,750 steps at 1.5).
+        growth = growth.clamp(max=float(torch.finfo(scores.dtype).max)) - 1
         boost = current.abs() * growth.to(current.dtype).unsqueeze(-1)
         boost = boost.masked_fill(~torch.isfinite(current), 0.0)
         return scores.index_add(1, eos, boost)

@@ -35,13 +35,20 @@ class RenormalizeLogits(Processor):
     argmax_invariant = True
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        # Plain log_softmax turns a row holding +inf, or a row with nothing left, into NaN.
-        # Instead the +inf tokens share the mass equally, and an empty row stays empty (-inf).
-        posinf = torch.isposinf(scores)
-        only_posinf = torch.zeros_like(scores).masked_fill(~posinf, float("-inf"))
-        shaped = torch.where(posinf.any(dim=-1, keepdim=True), only_posinf, scores)
-        empty = ~(shaped > float("-inf")).any(dim=-1, keepdim=True)
-        return shaped.log_softmax(dim=-1).masked_fill(empty, float("-inf"))
+        return safe_log_softmax(scores)
+
+
+def safe_log_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """log_softmax over the last dim that never makes NaN from NaN-free scores.
+
+    Plain log_softmax turns a row holding +inf, or a row with nothing left, into NaN.
+    Instead the +inf tokens share the mass equally, and an empty row stays empty (-inf).
+    """
+    posinf = torch.isposinf(scores)
+    only_posinf = torch.zeros_like(scores).masked_fill(~posinf, float("-inf"))
+    shaped = torch.where(posinf.any(dim=-1, keepdim=True), only_posinf, scores)
+    empty = ~(shaped > float("-inf")).any(dim=-1, keepdim=True)
+    return shaped.log_softmax(dim=-1).masked_fill(empty, float("-inf"))
 
 
 def register_processors(register: Callable[..., None]) -> None:

@@ -9,6 +9,7 @@ from pydantic import Field, NonNegativeInt
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
 from logitkit_builtins._tokens import encoder_ids
+from logitkit_builtins.numerics import safe_log_softmax
 
 
 def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -77,6 +78,10 @@ class RepetitionPenalty(Processor):
         return positions[None, :] < limit[:, None]
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        if scores.dim() == 3:
+            # [batch, positions, vocab], as transformers accepts: only the last position is penalized.
+            last = self.apply(scores[:, -1, :], ctx)
+            return torch.cat([scores[:, :-1, :], last.unsqueeze(1)], dim=1)
         vocab = scores.shape[-1]
         ids = ctx.input_ids.clamp(max=vocab)
         ignored = self.ignored_positions(ctx)
@@ -84,7 +89,7 @@ class RepetitionPenalty(Processor):
             ids = ids.masked_fill(ignored, vocab)
         if self.config.normalize:
             # Log-probabilities are all <= 0, so every seen token is treated alike.
-            scores = scores.log_softmax(dim=-1)
+            scores = safe_log_softmax(scores)
         return _penalize(scores, ids, self.config.penalty)
 
 

@@ -29,14 +29,16 @@ class Temperature(Processor):
     fused = "scale"
 
     def fused_usable(self) -> bool:
-        return self.config.temperature != 0.0
+        # Below 1 / fp16's max the dense path decides per dtype (see ``apply``).
+        return self.config.temperature >= 1 / torch.finfo(torch.float16).max
 
     def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
         return view.rescaled(view.values / self.config.temperature)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         t = self.config.temperature
-        if t == 0.0:
+        # So small that 1/T overflows the dtype (T = 1e-46 is 0 in float32, and 0/0 is NaN): the T -> 0 limit.
+        if t < 1 / torch.finfo(scores.dtype).max:
             # transformers rejects T=0; the limit of softmax(z/T) as T->0 is the argmax.
             keep = torch.zeros_like(scores, dtype=torch.bool)
             keep.scatter_(-1, scores.argmax(dim=-1, keepdim=True), True)

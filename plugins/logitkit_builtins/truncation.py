@@ -108,11 +108,18 @@ class TopP(TruncationProcessor):
         if self.config.top_p >= 1.0:
             return view
         probs = view.log_probs().exp()
-        # Mass strictly above each token: it stays while that mass is still short of p.
+        # Mass strictly above each token, in float64.
         above = torch.cat(
             [torch.zeros_like(probs[:, :1]), torch.cumsum(probs, dim=-1)[:, :-1]], dim=-1
         )
-        keep = (above < self.config.top_p) | view.leading(self.config.min_tokens_to_keep)
+        # transformers drops a token when the mass at or below it is <= 1 - p, both in the
+        # scores' dtype; rounding the same way drops the tokens that sit exactly on the threshold.
+        # (Only the rounding is copied, not transformers' own float32 sums, so the fused and
+        # the dense path, which see different widths of the row, still decide alike.)
+        dtype = view.values.dtype
+        tail = (1.0 - above).to(dtype)
+        removed = tail <= torch.tensor(1.0 - self.config.top_p, dtype=dtype)
+        keep = ~removed | view.leading(self.config.min_tokens_to_keep)
         return view.keep(keep)
 
 

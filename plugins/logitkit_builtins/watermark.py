@@ -185,7 +185,9 @@ def _apply_greenlist(
             input_ids, vocab_size, config.greenlist_ratio, config.hashing_key, cache
         )
         green = torch.nn.functional.pad(green, (0, scores.shape[-1] - vocab_size))
-    return torch.where(green.to(scores.device), scores + config.bias, scores)
+    # A removed token stays removed: -inf + bias is NaN when the bias overflows the dtype (1e5 in fp16).
+    green = green.to(scores.device) & (scores > float("-inf"))
+    return torch.where(green, scores + config.bias, scores)
 
 
 def _apply_synthid(
@@ -209,7 +211,9 @@ def _apply_synthid(
     g_values = _synthid.candidate_g_values(
         hashes[:, -1].to(scores.device), scores.shape[-1], keys, table
     )
-    updated = _synthid.tournament(scores, g_values)
+    # The tournament writes the dtype's lowest value where a probability is 0; a token that was
+    # removed (-inf) before must stay removed, or an emptied row looks alive and yields token 0.
+    updated = _synthid.tournament(scores, g_values).masked_fill(torch.isneginf(scores), float("-inf"))
     return torch.where(repeated.to(scores.device).unsqueeze(-1), scores, updated)
 
 

@@ -23,10 +23,9 @@ def _out_of_vocab(ids: Iterable[int], vocab_size: int | None) -> list[int]:
     return sorted(i for i in ids if vocab_size is not None and i >= vocab_size)
 
 
-def _require_in_vocab(name: str, ids: list[int], vocab: int) -> None:
-    too_big = [i for i in ids if i >= vocab]
-    if too_big:
-        raise ValueError(f"{name}: token ids {too_big} are outside the vocabulary (size {vocab})")
+def _in_vocab(ids: torch.Tensor, vocab: int) -> torch.Tensor:
+    """Bool mask of the ids the model can emit: the rest are dropped at run time (docs/reliability.md)."""
+    return ids < vocab
 
 
 class LogitBiasConfig(ProcessorConfig):
@@ -62,10 +61,11 @@ class LogitBias(Processor):
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self._ids.numel() == 0:
             return scores
-        _require_in_vocab(self.name, self._ids.tolist(), scores.shape[-1])
+        keep = _in_vocab(self._ids, scores.shape[-1])
         bias = torch.zeros(scores.shape[-1], dtype=scores.dtype, device=scores.device)
         bias = bias.index_put(
-            (self._ids.to(scores.device),), self._bias.to(scores.device, scores.dtype)
+            (self._ids[keep].to(scores.device),),
+            self._bias[keep].to(scores.device, scores.dtype),
         )
         return scores + bias
 
@@ -94,8 +94,8 @@ class AllowedTokenIds(Processor):
             yield f"allowed_token_ids: token ids {bad} are >= tokens.vocab_size ({context.tokens.vocab_size})"
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        ids = list(self.config.allowed_token_ids)
-        _require_in_vocab(self.name, ids, scores.shape[-1])
+        ids = torch.tensor(self.config.allowed_token_ids, dtype=torch.long)
+        ids = ids[_in_vocab(ids, scores.shape[-1])].to(scores.device)
         allowed = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        allowed[torch.tensor(ids, dtype=torch.long, device=scores.device)] = True
+        allowed[ids] = True
         return scores.masked_fill(~allowed, float("-inf"))

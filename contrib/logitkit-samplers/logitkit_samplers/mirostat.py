@@ -22,11 +22,18 @@ from logitkit.sampling import race
 from logitkit_samplers.seeds import seed_state
 
 NEG_INF = float("-inf")
+#: The largest target surprise (bits) a config may ask for.
+MAX_TAU = 1024.0
 
 
 class MirostatConfig(ProcessorConfig):
     tau: float = Field(
-        default=5.0, gt=0, description="Target surprise in bits (llama.cpp's --mirostat-ent)."
+        default=5.0,
+        gt=0,
+        # No token of a float64 distribution is more than ~1075 bits surprising, so a larger
+        # target means nothing, and 2 * tau must fit mu's float32.
+        le=MAX_TAU,
+        description="Target surprise in bits (llama.cpp's --mirostat-ent).",
     )
     eta: float = Field(
         default=0.1, gt=0, le=1, description="Learning rate of mu (llama.cpp's --mirostat-lr)."
@@ -54,20 +61,22 @@ class _MirostatBase(Selector):
         return state
 
     def truncate(self, logp: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-        """Which tokens stay candidates ([batch, vocab] bool); ``logp`` is log-softmax in float32."""
+        """Which tokens stay candidates ([batch, vocab] bool); ``logp`` is log-softmax (float32 or float64)."""
         raise NotImplementedError
 
     def select(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         state = ctx.row_state(self)
         if state is None:  # a call on its own: a fresh state for these rows
             state = self.init_rows(NewRows(ctx.input_ids, ctx.prompt_lengths, _no_seeds(ctx)))
-        logp = scores.float().log_softmax(dim=-1)
-        keep = self.truncate(logp, state["mu"].to(scores.device))
+        # float64 scores stay float64: .float() would turn values past float32's range into inf.
+        work = torch.float64 if scores.dtype == torch.float64 else torch.float32
+        logp = scores.to(work).log_softmax(dim=-1)
+        keep = self.truncate(logp, state["mu"].to(device=scores.device, dtype=work))
         # Never empty: the top token always stays.
         keep = keep.scatter(-1, logp.argmax(dim=-1, keepdim=True), True)
         truncated = logp.masked_fill(~keep, NEG_INF).log_softmax(dim=-1)
         # Kept until accept: the surprise of whatever token the host settles on.
-        state["truncated"] = truncated
+        state["truncated"] = truncated.float()
         return race(truncated, state["seeds"], ctx.steps).to(scores.device)
 
     def accept(self, state: RowState, tokens: torch.Tensor) -> None:
@@ -107,7 +116,7 @@ class Mirostat(_MirostatBase):
         pairs = min(self.config.m - 1, vocab - 1)
         if pairs < 1:
             return torch.ones_like(logp, dtype=torch.bool)
-        i = torch.arange(pairs, device=logp.device, dtype=torch.float32)
+        i = torch.arange(pairs, device=logp.device, dtype=logp.dtype)
         t = torch.log((i + 2) / (i + 1))
         b = sorted_logp[:, :pairs] - sorted_logp[:, 1 : pairs + 1]
         # Only pairs of real candidates count (llama.cpp's candidate list has no -inf tokens).

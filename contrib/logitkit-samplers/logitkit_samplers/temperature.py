@@ -61,7 +61,9 @@ class DynamicTemperature(Processor):
         finite = torch.isfinite(logits)
         count = finite.sum(dim=-1, keepdim=True)
         logp = torch.where(finite, logits, NEG_INF).log_softmax(dim=-1)
-        entropy = -torch.where(finite, logp.exp() * logp, 0.0).sum(dim=-1, keepdim=True)
+        # A finite logit far below the max (near -max when the max is near +max) has log-probability
+        # -inf, and 0 * -inf is NaN: such a token adds nothing to the entropy.
+        entropy = -torch.where(finite & (logp > NEG_INF), logp.exp() * logp, 0.0).sum(dim=-1, keepdim=True)
         max_entropy = torch.log(count.clamp(min=2).to(logits.dtype))
         normalized = (entropy / max_entropy).clamp(0.0, 1.0)
         temps = low + (high - low) * normalized.pow(cfg.exponent)
@@ -69,7 +71,8 @@ class DynamicTemperature(Processor):
         return torch.where(count <= 1, torch.ones_like(temps), temps)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
-        logits = scores.float()
+        # float64 stays float64 (.float() would overflow it); the rest is computed in float32.
+        logits = scores.double() if scores.dtype == torch.float64 else scores.float()
         temps = (
             self.temperatures(logits)
             if self.config.range > 0

@@ -52,8 +52,10 @@ def test_logit_bias_and_allowed_token_ids() -> None:
     assert out.tolist() == [[11.0, 2.0, -97.0]]
     allowed = make(AllowedTokenIds, allowed_token_ids=[1]).apply(scores, ctx([[0]]))
     assert allowed.tolist() == [[-INF, 2.0, -INF]]
-    with pytest.raises(ValueError, match="outside the vocabulary"):
-        make(LogitBias, logit_bias={7: 1.0}).apply(scores, ctx([[0]]))
+    # Ids past the vocabulary are dropped at run time, as docs/reliability.md says (issue 15, item 8).
+    assert make(LogitBias, logit_bias={7: 1.0, 1: 1.0}).apply(scores, ctx([[0]])).tolist() == [[1.0, 3.0, 3.0]]
+    beyond = make(AllowedTokenIds, allowed_token_ids=[1, 3, 2**63 - 1]).apply(scores, ctx([[0]]))
+    assert beyond.tolist() == [[-INF, 2.0, -INF]]
 
 
 def dry_reference(
