@@ -12,7 +12,7 @@ import torch
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel
 
 from logitkit import ConfigError, Pipeline
-from logitkit.integrations.generation_config import to_config
+from logitkit.formats.hf_processors import to_config
 
 VOCAB = 64
 

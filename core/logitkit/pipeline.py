@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -162,9 +163,32 @@ class Pipeline:
         ``attention_mask``, ``model`` (for guidance), ``prefix_allowed_tokens_fn``,
         ``registry`` and any other pipeline context.
         """
-        from logitkit.integrations.generation_config import build_pipeline
+        from logitkit.formats.hf_processors import (
+            load_generation_config,
+            prefix_processor,
+            prefix_slot,
+            to_config,
+        )
 
-        return build_pipeline(cls, gc_or_path_or_dict, **context)
+        reg = context.pop("registry", None) or default_registry()
+        prefix_fn = context.pop("prefix_allowed_tokens_fn", None)
+        gc = load_generation_config(gc_or_path_or_dict)
+        seq_length = context.pop("input_ids_seq_length", None)
+        if seq_length is not None:
+            context.setdefault("prompt_length", seq_length)
+        config = to_config(
+            gc,
+            input_ids_seq_length=seq_length,
+            encoder_input_ids=context.get("encoder_input_ids"),
+            model=context.get("model"),
+        )
+        source = str(gc_or_path_or_dict) if isinstance(gc_or_path_or_dict, (str, Path)) else "<generation_config>"
+        pipe = cls.from_resolved(resolve(config, registry=reg, source=source), registry=reg, **context)
+        if prefix_fn is None:
+            return pipe
+        slot = prefix_slot([p.name for p in pipe.processors])
+        prefix = prefix_processor(reg, gc, pipe.tokens, prefix_fn)
+        return pipe.replace(processors=(*pipe.processors[:slot], prefix, *pipe.processors[slot:]))
 
     @classmethod
     def from_openai(

@@ -1,6 +1,6 @@
 """A transformers ``generation_config.json`` <-> logitkit config.
 
-Reading reuses ``logitkit.integrations.generation_config.to_config`` (the same
+Reading reuses ``logitkit.formats.hf_processors.to_config`` (the same
 translation ``Pipeline.from_generation_config`` runs), then reports every
 field of the file it did not carry over. Writing maps processors back to
 GenerationConfig fields; transformers' order is fixed, so a config whose run
@@ -58,7 +58,7 @@ SAMPLING_ONLY = {
 
 def from_generation_config(data: Mapping[str, Any]) -> Conversion:
     """A logitkit config dict from the contents of a ``generation_config.json``."""
-    from logitkit.integrations.generation_config import load_generation_config, to_config
+    from logitkit.formats.hf_processors import load_generation_config, to_config
 
     gc = load_generation_config(dict(data))
     conv = Conversion(to_config(gc))
@@ -79,7 +79,7 @@ def from_generation_config(data: Mapping[str, Any]) -> Conversion:
 
 def to_generation_config(config: Any, registry: Registry | None = None) -> Conversion:
     """The fields of a ``generation_config.json`` from a logitkit config."""
-    from logitkit.integrations.generation_config import load_generation_config, to_config
+    from logitkit.formats.hf_processors import load_generation_config, to_config
 
     resolved, specs = run_order(config, registry)
     conv = Conversion({})

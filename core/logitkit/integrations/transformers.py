@@ -16,15 +16,23 @@ calls from what it sees:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from logitkit.processor import Selector, StepContext
 from logitkit.state import BatchState
 
-if TYPE_CHECKING:
-    from logitkit.pipeline import Pipeline
+
+class Recipe(Protocol):
+    """What this integration uses of a ``Pipeline`` (typed here so the module never imports it)."""
+
+    selector: Selector | None
+
+    def start(self, input_ids: torch.Tensor) -> BatchState: ...
+    def process(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor: ...
+    def choose(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor: ...
 
 
 class LogitkitLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
@@ -37,7 +45,7 @@ class LogitkitLogitsProcessor(LogitsProcessor):  # type: ignore[misc]
     One instance follows one generation at a time.
     """
 
-    def __init__(self, pipeline: Pipeline, include_selector: bool = True) -> None:
+    def __init__(self, pipeline: Recipe, include_selector: bool = True) -> None:
         self.pipeline = pipeline
         self.include_selector = include_selector
         self._state: BatchState | None = None
@@ -111,5 +119,5 @@ class LogitkitProcessorList(LogitsProcessorList):  # type: ignore[misc]
         return scores
 
 
-def as_logits_processor_list(pipeline: Pipeline, include_selector: bool = True) -> Any:
+def as_logits_processor_list(pipeline: Recipe, include_selector: bool = True) -> Any:
     return LogitkitProcessorList([LogitkitLogitsProcessor(pipeline, include_selector)])

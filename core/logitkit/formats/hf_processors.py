@@ -1,4 +1,4 @@
-"""A transformers ``GenerationConfig`` as a logitkit pipeline, processor for processor.
+"""A transformers ``GenerationConfig`` as a logitkit config, processor for processor.
 
 The translation mirrors ``GenerationMixin._get_logits_processor`` in
 transformers 5.x: the same conditions decide which processors exist, and
@@ -19,12 +19,9 @@ import torch
 
 from logitkit.errors import ConfigError, Problem
 from logitkit.registry import Registry
-from logitkit.registry import registry as default_registry
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
-
-    from logitkit.pipeline import Pipeline
 
 log = logging.getLogger("logitkit.generation_config")
 
@@ -214,46 +211,18 @@ def to_config(
     }
 
 
-def build_pipeline(
-    cls: type[Pipeline],
-    obj: Any,
-    *,
-    registry: Registry | None = None,
-    prefix_allowed_tokens_fn: Callable[[int, torch.Tensor], list[int]] | None = None,
-    **context: Any,
-) -> Pipeline:
-    """``Pipeline.from_generation_config``: see there."""
-    reg = registry if registry is not None else default_registry()
-    gc = load_generation_config(obj)
-    seq_length = context.pop("input_ids_seq_length", None)
-    if seq_length is not None:
-        context.setdefault("prompt_length", seq_length)
-    config = to_config(
-        gc,
-        input_ids_seq_length=seq_length,
-        encoder_input_ids=context.get("encoder_input_ids"),
-        model=context.get("model"),
-    )
-    source = str(obj) if isinstance(obj, (str, Path)) else "<generation_config>"
-    from logitkit.config import resolve
-
-    resolved = resolve(config, registry=reg, source=source)
-    pipe = cls.from_resolved(resolved, registry=reg, **context)
-    if prefix_allowed_tokens_fn is not None:
-        slot = _prefix_slot(pipe)
-        prefix = _prefix_processor(reg, gc, pipe, prefix_allowed_tokens_fn)
-        pipe = pipe.replace(processors=(*pipe.processors[:slot], prefix, *pipe.processors[slot:]))
-    return pipe
+def prefix_slot(names: list[str]) -> int:
+    """Where transformers puts the prefix constraint among processors with these names, in run order."""
+    return sum(1 for name in names if name in PREFIX_AFTER or name == "guidance_scale")
 
 
-def _prefix_slot(pipe: Pipeline) -> int:
-    return sum(1 for p in pipe.processors if p.name in PREFIX_AFTER or p.name == "guidance_scale")
-
-
-def _prefix_processor(reg: Registry, gc: GenerationConfig, pipe: Pipeline, fn: Callable[..., Any]) -> Any:
+def prefix_processor(
+    reg: Registry, gc: GenerationConfig, tokens: Any, fn: Callable[[int, torch.Tensor], list[int]]
+) -> Any:
+    """The registry's ``prefix_allowed_tokens`` processor around transformers' per-row callable."""
     entry = reg.processors.get("prefix_allowed_tokens")
     if entry is None:
         raise ConfigError([Problem("<generation_config>", "prefix_allowed_tokens_fn", "no registered 'prefix_allowed_tokens' processor")])
     beams = max(gc.num_beams or 1, gc.num_return_sequences or 1)
     # The processor takes transformers' per-row callable as per_row_fn= (see docs/processors/masks.md).
-    return entry.cls(entry.cls.Config(num_beams=beams), pipe.tokens, per_row_fn=fn)
+    return entry.cls(entry.cls.Config(num_beams=beams), tokens, per_row_fn=fn)
