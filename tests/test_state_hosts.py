@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 from _generation_helpers import tiny_gpt2, tiny_llama
-from lk_cooldown import Cooldown, HistoryHash
+from lk_cooldown import Cooldown, HistoryHash, HistoryList
 from transformers import GenerationConfig
 
 import logitkit
@@ -143,9 +143,10 @@ def test_one_pipeline_reused_across_generate_calls_gives_fresh_tokens(case: str,
     assert changed[:2] == [True, True], "the processor changed nothing; the test would prove nothing"
 
 
-def test_hf_beam_search_reorders_the_row_state_by_history() -> None:
+@pytest.mark.parametrize("checker_cls", [HistoryHash, HistoryList], ids=["tensor-state", "object-state"])
+def test_hf_beam_search_reorders_the_row_state_by_history(checker_cls: type) -> None:
     model = tiny_gpt2()
-    checker = HistoryHash()
+    checker = checker_cls()
     pipe = Pipeline([checker, Cooldown(Cooldown.Config(steps=2))], None)
     ids = torch.randint(3, 90, (2, 4), generator=torch.Generator().manual_seed(1))
     model.generate(ids, attention_mask=torch.ones_like(ids), logits_processor=pipe.as_hf(),
@@ -158,14 +159,15 @@ def test_hf_beam_search_reorders_the_row_state_by_history() -> None:
 # -- logitkit's beam searches -------------------------------------------------------------
 
 
+@pytest.mark.parametrize("checker_cls", [HistoryHash, HistoryList], ids=["tensor-state", "object-state"])
 @pytest.mark.parametrize(
     "settings",
     [{"num_beams": 3}, {"num_beams": 4, "num_beam_groups": 2, "diversity_penalty": 0.5}],
     ids=["beam", "group_beam"],
 )
-def test_row_state_follows_the_beams(settings: dict[str, Any]) -> None:
+def test_row_state_follows_the_beams(settings: dict[str, Any], checker_cls: type) -> None:
     model = tiny_llama()
-    checker = HistoryHash()
+    checker = checker_cls()
     pipe = Pipeline([checker, Cooldown(Cooldown.Config(steps=2))], REG.selectors["greedy"].cls())
     ids = torch.randint(3, 90, (2, 5), generator=torch.Generator().manual_seed(3))
     out = logitkit.generate(model, ids, pipe, max_new_tokens=8, eos_token_id=[], **settings)
@@ -246,3 +248,16 @@ def test_continuous_batching_equals_each_row_alone(name: str, config: dict[str, 
         for step, ((s1, t1), (s2, t2)) in enumerate(zip(want, got, strict=True)):
             assert t1 == t2, (r, step)
             assert torch.equal(torch.nan_to_num(s1), torch.nan_to_num(s2)), (r, step)
+
+
+def test_object_row_state_follows_continuous_batching() -> None:
+    checker = HistoryList()
+    pipe = Pipeline([checker], REG.selectors["sample"].cls())
+    rng = random.Random(3)
+    requests = [Request((rng.randrange(6),) * rng.randint(1, 5), rng.randint(3, 8), i) for i in range(12)]
+    model = ScriptedModel(48, seed=2)
+    alone = [solo_run(pipe, r, model, {}) for r in requests]
+    assert [[t for _, t in run] for run in continuous_batching_run(pipe, requests, model, {}, rng)] == [
+        [t for _, t in run] for run in alone
+    ]
+    assert len(checker.checks) > 100 and all(checker.checks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -50,10 +51,11 @@ class CheckContext:
     processors: tuple[str, ...] = ()
 
 
-#: A stateful element's state for the rows of a batch: tensors whose first dimension is the row.
-#: The host keeps it aligned with the batch (adds, removes, moves, beam reorders) by indexing
-#: every tensor along that dimension, so the element itself never sees those events. An element
-#: with ``follows_rows = False`` may keep anything here; hosts then never move its rows.
+#: A stateful element's state for the rows of a batch: tensors whose first dimension is the row,
+#: or lists holding one Python object per row (a grammar matcher). The host keeps it aligned with
+#: the batch (adds, removes, moves, beam reorders) by indexing every value by row, cloning a list
+#: item with ``clone_row`` when a row forks, so the element itself never sees those events. An
+#: element with ``follows_rows = False`` may keep anything here; hosts then never move its rows.
 RowState = dict[str, Any]
 
 
@@ -291,6 +293,10 @@ class Processor:
     def accept(self, state: RowState, tokens: torch.Tensor) -> None:
         """Update ``state`` in place with each row's chosen token ([batch]) after a step."""
 
+    def clone_row(self, item: Any) -> Any:
+        """A copy of one row's list item, for a row that forks (beam search); deep copy by default."""
+        return copy.deepcopy(item)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
 
@@ -318,6 +324,10 @@ class Selector:
 
     def accept(self, state: RowState, tokens: torch.Tensor) -> None:
         """Update ``state`` in place with each row's chosen token after a step."""
+
+    def clone_row(self, item: Any) -> Any:
+        """A copy of one row's list item, for a row that forks (see ``Processor.clone_row``)."""
+        return copy.deepcopy(item)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"

@@ -61,14 +61,41 @@ def _kind(element: Element) -> str:
     return "selector" if isinstance(element, Selector) else "processor"
 
 
-def _is_row_tensors(state: Any, rows: int) -> bool:
-    return isinstance(state, dict) and all(
-        isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape[0] == rows for v in state.values()
-    )
+def _is_row_values(state: Any, rows: int) -> bool:
+    """A dict of per-row values: tensors with ``rows`` first, or lists of ``rows`` objects."""
+
+    def per_row(value: Any) -> bool:
+        if isinstance(value, torch.Tensor):
+            return value.dim() > 0 and value.shape[0] == rows
+        return isinstance(value, list) and len(value) == rows
+
+    return isinstance(state, dict) and all(per_row(v) for v in state.values())
 
 
-def _index_state(state: Any, index: torch.Tensor) -> Any:
-    return {key: value.index_select(0, index.to(value.device)) for key, value in state.items()}
+def _index_state(element: Element, state: Any, index: torch.Tensor) -> Any:
+    """``state``'s rows in ``index`` order; a list item taken twice (a fork) is cloned the second time."""
+    rows = index.tolist()
+    out: dict[str, Any] = {}
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor):
+            out[key] = value.index_select(0, index.to(value.device))
+            continue
+        taken: set[int] = set()
+        items = []
+        for row in rows:
+            items.append(value[row] if row not in taken else element.clone_row(value[row]))
+            taken.add(row)
+        out[key] = items
+    return out
+
+
+def _splice(old: Any, new: Any, first: int, end: int) -> Any:
+    if isinstance(old, list):
+        return [*old[:first], *new, *old[end:]]
+    new = new.to(old.device)
+    keep = torch.arange(first, device=old.device)
+    tail = torch.arange(end, max(end, old.shape[0]), device=old.device)
+    return torch.cat([old.index_select(0, keep), new, old.index_select(0, tail)])
 
 
 class BatchState:
@@ -174,10 +201,10 @@ class BatchState:
         fresh = {id(e): call_named(_kind(e), e, None, e.init_rows, new) for e in self._elements}
         for element in self._elements:
             state = fresh[id(element)]
-            if state is not None and element.follows_rows and not _is_row_tensors(state, count):
+            if state is not None and element.follows_rows and not _is_row_values(state, count):
                 raise RowStateError(
-                    f"{element.name!r}: init_rows must return a dict of tensors with {count} rows "
-                    "(or declare follows_rows = False)"
+                    f"{element.name!r}: init_rows must return a dict of tensors or lists with "
+                    f"{count} rows (or declare follows_rows = False)"
                 )
         if replay:
             self._replay(ids, lengths, generated, row_seeds, fresh)
@@ -214,16 +241,9 @@ class BatchState:
         fresh: dict[int, Any],
     ) -> None:
         end = first + count
-        keep = torch.arange(first, device=self.device)
-        tail = torch.arange(end, max(end, self.rows), device=self.device)
-
-        def splice(old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
-            new = new.to(old.device)
-            return torch.cat([old.index_select(0, keep), new, old.index_select(0, tail.to(old.device))])
-
-        self.prompt_lengths = splice(self.prompt_lengths, lengths)
-        self.steps = splice(self.steps, generated)
-        self.seeds = splice(self.seeds, seeds)
+        self.prompt_lengths = _splice(self.prompt_lengths, lengths, first, end)
+        self.steps = _splice(self.steps, generated, first, end)
+        self.seeds = _splice(self.seeds, seeds, first, end)
         for element in self._elements:
             key, new_state = id(element), fresh[id(element)]
             old_state = self._states.get(key)
@@ -241,7 +261,7 @@ class BatchState:
                         f"{element.name!r}: init_rows returned keys {sorted(new_state)}, "
                         f"but the batch holds {sorted(old_state)}"
                     )
-                self._states[key] = {k: splice(v, new_state[k]) for k, v in old_state.items()}
+                self._states[key] = {k: _splice(v, new_state[k], first, end) for k, v in old_state.items()}
 
     # -- rows leaving, moving, forking -----------------------------------------------
 
@@ -258,12 +278,10 @@ class BatchState:
         self.prompt_lengths = self.prompt_lengths.index_select(0, index)
         self.steps = self.steps.index_select(0, index)
         self.seeds = self.seeds.index_select(0, index)
-        for key, state in self._states.items():
+        for element in self._elements:
+            state = self._states.get(id(element))
             if state is not None:
-                self._states[key] = _index_state(state, index)
-
-    def _follows(self, key: int) -> bool:
-        return next(e.follows_rows for e in self._elements if id(e) == key)
+                self._states[id(element)] = _index_state(element, state, index)
 
     def remove(self, rows: Sequence[int] | torch.Tensor) -> None:
         """Rows leave; the others close up in order."""
@@ -293,11 +311,16 @@ class BatchState:
         part.prompt_lengths = self.prompt_lengths.index_select(0, index)
         part.steps = self.steps.index_select(0, index)
         part.seeds = self.seeds.index_select(0, index)
-        for key, state in self._states.items():
+        for element in self._elements:
+            state = self._states.get(id(element))
             if state is None:
-                part._states[key] = None
-            elif self._follows(key):
-                part._states[key] = _index_state(state, index)
+                part._states[id(element)] = None
+            elif element.follows_rows:
+                # Shared items, not clones: the parts are read within one step.
+                part._states[id(element)] = {
+                    k: v.index_select(0, index.to(v.device)) if isinstance(v, torch.Tensor) else [v[i] for i in index.tolist()]
+                    for k, v in state.items()
+                }
             else:
                 self._refuse_fixed("running a batch in parts")
         return part

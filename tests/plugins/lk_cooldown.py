@@ -86,3 +86,34 @@ class HistoryHash(Processor):
 @hookimpl
 def register_processors(register: Callable[..., None]) -> None:
     register(Cooldown)
+
+
+class HistoryList(Processor):
+    """Like ``HistoryHash``, with each row's tokens kept as a Python list (row state of objects).
+
+    A row that forks must get its own copy (``clone_row``): a shared list would
+    collect both beams' tokens, which the check catches.
+    """
+
+    name = "history_list"
+    stage = Stage.LOGITS
+
+    def __init__(self, config: object = None, tokens: object = None) -> None:
+        super().__init__(None, None)
+        self.checks: list[bool] = []
+
+    def init_rows(self, rows: NewRows) -> RowState:
+        return {"tokens": [list(map(int, row)) for row in rows.input_ids.tolist()]}
+
+    def accept(self, state: RowState, tokens: torch.Tensor) -> None:
+        for row, token in zip(state["tokens"], tokens.tolist(), strict=True):
+            row.append(int(token))
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        state = ctx.row_state(self)
+        if state is not None:
+            width = ctx.input_ids.shape[-1]
+            for row, held in enumerate(state["tokens"]):
+                own = ctx.input_ids[row, width - len(held) :].tolist() if held else []
+                self.checks.append(own == held and len(held) == int(ctx.context_lengths[row]))
+        return scores
