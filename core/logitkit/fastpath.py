@@ -78,7 +78,9 @@ def round_down(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 SUM_BLOCK = 32
 
 
-def log_normalizer(scores: torch.Tensor, top: torch.Tensor | None = None) -> torch.Tensor:
+def log_normalizer(
+    scores: torch.Tensor, top: torch.Tensor | None = None, positional: bool = True
+) -> torch.Tensor:
     """log Σ exp(scores) per row, float64 [batch]; -inf for rows with no finite score.
 
     The fp32 terms are summed in fp32 blocks of 32 (a float64 sum of every
@@ -86,7 +88,9 @@ def log_normalizer(scores: torch.Tensor, top: torch.Tensor | None = None) -> tor
     float64 running sum. A result therefore depends only on where each term
     sits, not on the row's length: a view holding a row's leading tokens and
     the dense path's fully sorted row (the same tokens, then -inf) give the
-    same normaliser, bit for bit.
+    same normaliser, bit for bit. ``positional=False`` sums the terms in fp32
+    at once instead (a third of the cost), for a dense row that both paths
+    read the same way.
     """
     if top is None:
         top = scores.amax(dim=-1, keepdim=True)
@@ -94,7 +98,8 @@ def log_normalizer(scores: torch.Tensor, top: torch.Tensor | None = None) -> tor
     safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     # exp_ in place on the fresh difference: one vocabulary-sized buffer, not two (page faults add up).
     terms = (scores.float() - safe_top).exp_()
-    return safe_top.squeeze(-1).double() + positional_sum(terms).log()
+    total = positional_sum(terms) if positional else terms.sum(dim=-1).double()
+    return safe_top.squeeze(-1).double() + total.log()
 
 
 def positional_sum(terms: torch.Tensor) -> torch.Tensor:
@@ -123,6 +128,7 @@ class RowStats:
     def __init__(self, scores: torch.Tensor) -> None:
         self.scores = scores
         self._top: torch.Tensor | None = None
+        self._maxima: torch.Tensor | None = None
         self._lse: torch.Tensor | None = None
         self._entropy: torch.Tensor | None = None
 
@@ -132,9 +138,16 @@ class RowStats:
             self._top = self.scores.amax(dim=-1, keepdim=True)
         return self._top
 
+    def chunk_maxima(self) -> torch.Tensor:
+        """Each whole chunk's best score (see ``chunk_maxima``), computed once."""
+        if self._maxima is None:
+            self._maxima = chunk_maxima(self.scores)
+        return self._maxima
+
     def log_normalizer(self) -> torch.Tensor:
+        """The dense row's log-normaliser; both paths take it from here, so one fp32 sum will do."""
         if self._lse is None:
-            self._lse = log_normalizer(self.scores, self.top())
+            self._lse = log_normalizer(self.scores, self.top(), positional=False)
         return self._lse
 
     def entropy(self) -> torch.Tensor:
@@ -146,15 +159,14 @@ class RowStats:
         """The statistics of a subset of rows (what is already computed carries over)."""
         part = RowStats(self.scores[rows])
         part._top = None if self._top is None else self._top[rows]
+        part._maxima = None if self._maxima is None else self._maxima[rows]
         part._lse = None if self._lse is None else self._lse[rows]
         part._entropy = None if self._entropy is None else self._entropy[rows]
         return part
 
 
-#: The mass estimate counts this many leading tokens of each row exactly ...
-MASS_HEAD = 64
-#: ... and the rest from a strided sample of about this many tokens.
-MASS_SAMPLE = 16384
+#: The mass estimate reads a strided sample of about this many tokens of each row.
+MASS_SAMPLE = 8192
 #: Its histogram: bins of a quarter logit below the row's best score, 32 logits deep.
 MASS_BINS, MASS_BIN_WIDTH = 128, 0.25
 
@@ -162,28 +174,22 @@ MASS_BINS, MASS_BIN_WIDTH = 128, 0.25
 def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.Tensor:
     """A score per row ([batch, 1]) such that the tokens at or above it hold about ``mass`` of the row.
 
-    An estimate that reads a small part of the row: the 64 best tokens
-    (which hold most of a peaked row's mass) count exactly, the others
-    through a strided sample, in a histogram of probability by distance
-    below the best score. A view built on it is checked like any other, and
-    rows where the estimate fell short are tried again lower. -inf when the
-    mass lies deeper than the histogram reaches.
+    An estimate that reads a small part of the row: a histogram of a strided
+    sample's probability by distance below the best score gives the mass
+    *below* each bin edge (many small tokens: the estimate's accurate side);
+    the mass above is the row's exact total less that. A view built on it is
+    checked like any other, and rows where the estimate fell short are tried
+    again lower. -inf when the mass lies deeper than the histogram reaches.
     """
     batch, vocab = scores.shape
     stride = max(1, vocab // MASS_SAMPLE)
     top = stats.top().float()
-    head = chunked_topk(scores, min(MASS_HEAD, vocab))[0].float()
-    sample = scores[:, ::stride].float()
-    # Sampled tokens above the head's last score are the head's to count; ties with it may count
-    # twice, which only lowers the threshold (the safe side).
-    sample_weights = (sample - top).exp_().masked_fill_(sample > head[:, -1:], 0.0).mul_(stride)
-    weights = torch.cat([(head - top).exp_(), sample_weights], dim=-1).nan_to_num_(nan=0.0)
-    depth = torch.cat([top - head, top - sample], dim=-1).mul_(1.0 / MASS_BIN_WIDTH)
+    sample = scores[:, ::stride].float().contiguous()
+    weights = (sample - top).exp_().mul_(stride).nan_to_num_(nan=0.0)
+    depth = (top - sample).mul_(1.0 / MASS_BIN_WIDTH)  # out of place: sample may be the input itself
     bins = depth.nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1).long()
     hist = torch.zeros(batch, MASS_BINS, device=scores.device).scatter_add_(1, bins, weights)
-    # The mass below a bin's lower edge, estimated from the many small tokens there, is the
-    # accurate side; what lies above is the row's exact total less that.
-    below = hist.flip(-1).cumsum_(dim=-1).flip(-1)[:, 1:]
+    below = hist.flip(-1).cumsum_(dim=-1).flip(-1)[:, 1:]  # the mass below each bin's lower edge
     total = (stats.log_normalizer().unsqueeze(-1) - top.double()).exp()
     allowed = (total * (1.0 - mass)).float()
     last = (below > allowed).sum(dim=-1, keepdim=True)  # the first bin with little enough below it
@@ -191,18 +197,29 @@ def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.
     return torch.where(last >= MASS_BINS - 1, torch.full_like(threshold, NEG_INF), threshold)
 
 
-#: Chunk length of the two-level top-k.
-CHUNK = 64
+#: Chunk length of the two-level searches (top-k, tokens above a threshold).
+CHUNK = 32
 
 
-def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def chunk_maxima(scores: torch.Tensor) -> torch.Tensor:
+    """The maximum of each whole chunk of ``CHUNK`` scores ([batch, vocab // CHUNK]); one cheap pass."""
+    chunks = scores.shape[-1] // CHUNK
+    body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
+    # CPU reductions in half precision are slow; the chunk maxima are exact in fp32 too.
+    return body.float().amax(dim=-1) if body.element_size() < 4 else body.amax(dim=-1)
+
+
+def chunked_topk(
+    scores: torch.Tensor, m: int, maxima: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.topk(scores, m)`` values and ids, reading the row once.
 
     The m best scores lie in the m chunks with the best maxima (a chunk whose
     maximum is below the m-th best maximum holds nothing above m elements), so
-    one ``amax`` pass over chunks of 64 narrows the search to m * 64 scores.
-    Ties at the edge may pick different ids than ``torch.topk`` would; the
-    view's check handles ties either way.
+    one ``amax`` pass over chunks narrows the search to m * CHUNK scores
+    (``maxima``: that pass, when already made). Ties at the edge may pick
+    different ids than ``torch.topk`` would; the view's check handles ties
+    either way.
     """
     vocab = scores.shape[-1]
     chunks = vocab // CHUNK
@@ -210,9 +227,7 @@ def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tens
         values, ids = torch.topk(scores, m, dim=-1, sorted=True)
         return values, ids
     body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
-    # CPU reductions in half precision are slow; the chunk maxima are exact in fp32 too.
-    maxima = body.float().amax(dim=-1) if body.element_size() < 4 else body.amax(dim=-1)
-    best_chunks = torch.topk(maxima, m, dim=-1).indices
+    best_chunks = torch.topk(chunk_maxima(scores) if maxima is None else maxima, m, dim=-1).indices
     picked = body.gather(1, best_chunks.unsqueeze(-1).expand(-1, -1, CHUNK)).flatten(1)
     picked_ids = (
         best_chunks.unsqueeze(-1) * CHUNK + torch.arange(CHUNK, device=scores.device)
@@ -225,6 +240,31 @@ def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tens
         picked_ids = torch.cat([picked_ids, tail_ids], dim=1)
     values, where = torch.topk(picked, m, dim=-1, sorted=True)
     return values, picked_ids.gather(1, where)
+
+
+def tokens_at_least(
+    scores: torch.Tensor, threshold: torch.Tensor, maxima: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, cols)`` of every score at or above its row's threshold, by row then column.
+
+    The same as ``(scores >= threshold).nonzero()``, which on CPU costs about
+    three softmax passes; here only the chunks whose maximum reaches the
+    threshold (a small share when the threshold is near the top) are read.
+    """
+    vocab = scores.shape[-1]
+    chunks = maxima.shape[-1]
+    hit_rows, hit_chunks = (maxima >= threshold.to(maxima.dtype)).nonzero(as_tuple=True)
+    starts = (hit_rows * vocab + hit_chunks * CHUNK).unsqueeze(-1)
+    picked = scores.contiguous().take(starts + torch.arange(CHUNK, device=scores.device))
+    which, offsets = (picked >= threshold[hit_rows]).nonzero(as_tuple=True)
+    rows, cols = hit_rows[which], hit_chunks[which] * CHUNK + offsets
+    if chunks * CHUNK < vocab:  # the short last chunk is searched directly
+        tail_rows, tail_cols = (scores[:, chunks * CHUNK :] >= threshold).nonzero(as_tuple=True)
+        rows = torch.cat([rows, tail_rows])
+        cols = torch.cat([cols, tail_cols + chunks * CHUNK])
+        rows, order = torch.sort(rows, stable=True)  # body columns come first within a row
+        cols = cols[order]
+    return rows, cols
 
 
 def canonical_order(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,11 +340,12 @@ class CandidateView:
         batch, vocab = scores.shape
         # Compare and place the sentinel in one dtype.
         threshold = round_down(threshold, scores.dtype)
-        inside = scores >= threshold
-        rows, cols = inside.nonzero(as_tuple=True)
+        # A row without a finite threshold is left out (+inf finds nothing) rather than read whole.
+        search = torch.where(torch.isfinite(threshold), threshold, float("inf"))
+        stats = stats or RowStats(scores)
+        rows, cols = tokens_at_least(scores, search, stats.chunk_maxima())
         counts = torch.bincount(rows, minlength=batch)
         fits = (counts < vocab * FULL_SORT_FRACTION) & (counts > 0)
-        fits &= torch.isfinite(threshold).squeeze(-1)
         covered = fits.nonzero().flatten()
         if covered.numel() == 0:
             return None

@@ -104,7 +104,7 @@ class TopP(TruncationProcessor):
 
     #: The fused view's first threshold aims at p plus this share of the mass p leaves out; the second
     #: (for rows the estimate left short) at nearly all of it.
-    margins = (0.5, 0.95)
+    margins = (0.25, 0.9)
 
     def fused_threshold(
         self, scores: torch.Tensor, stats: RowStats, attempt: int
