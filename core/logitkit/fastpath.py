@@ -97,7 +97,8 @@ def log_normalizer(
     top = top.float()
     safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     # exp_ in place on the fresh difference: one vocabulary-sized buffer, not two (page faults add up).
-    terms = (scores.float() - safe_top).exp_()
+    # Type promotion does the fp32 subtraction in one kernel, without an fp32 copy of half scores.
+    terms = torch.sub(scores, safe_top).exp_()
     total = positional_sum(terms) if positional else terms.sum(dim=-1).double()
     return safe_top.squeeze(-1).double() + total.log()
 
@@ -207,8 +208,8 @@ def chunk_maxima(scores: torch.Tensor) -> torch.Tensor:
     """The maximum of each whole chunk of ``CHUNK`` scores ([batch, vocab // CHUNK]); one cheap pass."""
     chunks = scores.shape[-1] // CHUNK
     body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
-    # CPU reductions in half precision are slow; the chunk maxima are exact in fp32 too.
-    return body.float().amax(dim=-1) if body.element_size() < 4 else body.amax(dim=-1)
+    # In the scores' dtype: an fp32 copy of half scores costs more than the reduction saves.
+    return body.amax(dim=-1)
 
 
 def chunked_topk(
