@@ -12,10 +12,13 @@ elementwise changes such as temperature, ``"truncate"`` for processors that
 only drop tokens). A truncating processor must keep a *prefix* of the view's
 order, plus ties of kept values, so that once the first uncertain position is
 dropped every token beyond the view is dropped too. Processors whose choice is
-not a prefix (typical_p) set ``needs_complete_view = True``. Two optional
-hints size the first view: ``fused_candidates(vocab)`` (at most that many
-leading tokens survive: top_k, top_h) and ``fused_span()`` (nothing further
-than that many logits below the best survives: min_p).
+not a prefix (typical_p) set ``needs_complete_view = True``. Optional hints
+size the first view: ``fused_candidates(vocab)`` (at most that many leading
+tokens survive: top_k, top_h), ``fused_threshold(scores, stats, attempt)``
+(a per-row score below which nothing survives, lower with each attempt:
+top_p's estimate of where its mass lies, min_p's, epsilon's and eta's exact
+cuts) and, for third-party processors, ``fused_span()`` (nothing further
+than that many logits below the best survives).
 
 The view is exact, not approximate:
 
@@ -26,21 +29,23 @@ The view is exact, not approximate:
 - A partial view (``complete=False``) names, per row, the position whose
   drop proves the rest of the row is dropped too: with ``topk(k + 1)`` (a
   top_k or top_h cap) the first position not strictly above the view's lowest
-  score; with "every token within ``span`` of the best score" (no cap) a
-  sentinel scored at the threshold, standing for the best token outside.
-  After each truncating processor the runner checks that
-  position. If it is dropped everywhere the view becomes complete; if not, a
-  larger view is tried (4x the candidates, or spans of 8, 16, 32 logits), the
-  last resort being one full sort.
-- Statistics (log-normaliser, entropy) are float64 sums of fp32 terms, taken
-  from the dense row while the view is partial and from the view once it
-  holds every surviving token, so both paths agree to ~1e-15.
+  score; with "every token at or above a threshold" (no cap) a sentinel
+  scored at the threshold, standing for the best token outside. After each
+  truncating processor the runner checks that position in every row. Rows
+  where it is dropped are settled; the others alone are tried again on a
+  larger view (4x the candidates, or the hint's next, lower threshold), the
+  last resort being a full sort of those rows only.
+- Statistics (log-normaliser, entropy) are taken from the dense row while
+  the view is partial and from the view once it holds every surviving token;
+  their sums depend only on where each term sits, so both paths agree bit
+  for bit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -56,30 +61,68 @@ log = logging.getLogger("logitkit.fastpath")
 NEG_INF = float("-inf")
 #: Logit spans below the row's best score tried, in turn, for a partial view without a cap.
 SPANS = (8.0, 16.0, 32.0)
+#: Thresholds a processor's ``fused_threshold`` hint is asked for, each lower than the last.
+MAX_HINTS = 2
 #: A view this large a fraction of the vocabulary is built by a full sort instead.
 FULL_SORT_FRACTION = 0.25
 
 
-def log_normalizer(scores: torch.Tensor) -> torch.Tensor:
+def round_down(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``values`` in ``dtype``, rounded towards -inf (a threshold must not rise when cast)."""
+    cast = values.to(dtype)
+    if values.dtype == dtype:
+        return cast
+    lower = torch.nextafter(cast, torch.full_like(cast, NEG_INF))
+    return torch.where(cast.to(values.dtype) > values, lower, cast)
+
+
+#: Terms of the log-normaliser summed in fp32 per block of this many, then in float64.
+SUM_BLOCK = 32
+
+
+def log_normalizer(
+    scores: torch.Tensor, top: torch.Tensor | None = None, positional: bool = True
+) -> torch.Tensor:
     """log Σ exp(scores) per row, float64 [batch]; -inf for rows with no finite score.
 
-    The terms are fp32 (one cheap pass) and the sum is float64, so the result
-    hardly depends on the order of the terms: a sorted view and the dense row
-    give the same normaliser to ~1e-15.
+    The fp32 terms are summed in fp32 blocks of 32 (a float64 sum of every
+    term costs more than a softmax pass on CPU), and the block sums by a
+    float64 running sum. A result therefore depends only on where each term
+    sits, not on the row's length: a view holding a row's leading tokens and
+    the dense path's fully sorted row (the same tokens, then -inf) give the
+    same normaliser, bit for bit. ``positional=False`` sums the terms in fp32
+    at once instead (a third of the cost), for a dense row that both paths
+    read the same way.
     """
-    top = scores.amax(dim=-1, keepdim=True).float()
+    if top is None:
+        top = scores.amax(dim=-1, keepdim=True)
+    top = top.float()
     safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
     # exp_ in place on the fresh difference: one vocabulary-sized buffer, not two (page faults add up).
-    terms = (scores.float() - safe_top).exp_()
-    total = terms.sum(dim=-1, dtype=torch.float64)
+    # Type promotion does the fp32 subtraction in one kernel, without an fp32 copy of half scores.
+    terms = torch.sub(scores, safe_top).exp_()
+    total = positional_sum(terms) if positional else terms.sum(dim=-1).double()
     return safe_top.squeeze(-1).double() + total.log()
+
+
+def positional_sum(terms: torch.Tensor) -> torch.Tensor:
+    """Row sums [batch] (float64) that depend only on each term's position, not on the row's length.
+
+    Blocks of ``SUM_BLOCK`` terms are summed in the terms' dtype, then the
+    block sums by a running float64 sum, so trailing zeros change nothing.
+    """
+    pad = -terms.shape[-1] % SUM_BLOCK
+    if pad:
+        terms = torch.nn.functional.pad(terms, (0, pad))
+    blocks = terms.view(terms.shape[0], -1, SUM_BLOCK).sum(dim=-1).double()
+    return blocks.cumsum(dim=-1)[:, -1]
 
 
 def entropy(scores: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of softmax(scores) in float64, given the row's log-normaliser."""
     logp = scores.to(torch.float64) - lse.unsqueeze(-1)
     p = logp.exp()
-    return -torch.where(p > 0, p * logp, torch.zeros_like(p)).sum(dim=-1)
+    return -positional_sum(torch.where(p > 0, p * logp, torch.zeros_like(p)))
 
 
 class RowStats:
@@ -87,12 +130,27 @@ class RowStats:
 
     def __init__(self, scores: torch.Tensor) -> None:
         self.scores = scores
+        self._top: torch.Tensor | None = None
+        self._maxima: torch.Tensor | None = None
         self._lse: torch.Tensor | None = None
         self._entropy: torch.Tensor | None = None
 
+    def top(self) -> torch.Tensor:
+        """The row's best score, [batch, 1], in the scores' dtype."""
+        if self._top is None:
+            self._top = self.scores.amax(dim=-1, keepdim=True)
+        return self._top
+
+    def chunk_maxima(self) -> torch.Tensor:
+        """Each whole chunk's best score (see ``chunk_maxima``), computed once."""
+        if self._maxima is None:
+            self._maxima = chunk_maxima(self.scores)
+        return self._maxima
+
     def log_normalizer(self) -> torch.Tensor:
+        """The dense row's log-normaliser; both paths take it from here, so one fp32 sum will do."""
         if self._lse is None:
-            self._lse = log_normalizer(self.scores)
+            self._lse = log_normalizer(self.scores, self.top(), positional=False)
         return self._lse
 
     def entropy(self) -> torch.Tensor:
@@ -100,19 +158,73 @@ class RowStats:
             self._entropy = entropy(self.scores, self.log_normalizer())
         return self._entropy
 
+    def rows(self, rows: torch.Tensor) -> RowStats:
+        """The statistics of a subset of rows (what is already computed carries over)."""
+        part = RowStats(self.scores[rows])
+        part._top = None if self._top is None else self._top[rows]
+        part._maxima = None if self._maxima is None else self._maxima[rows]
+        part._lse = None if self._lse is None else self._lse[rows]
+        part._entropy = None if self._entropy is None else self._entropy[rows]
+        return part
 
-#: Chunk length of the two-level top-k.
-CHUNK = 64
+
+#: The mass estimate reads a strided sample of about this many tokens of each row.
+MASS_SAMPLE = 8192
+#: Its histogram: bins of a quarter logit below the row's best score, 32 logits deep.
+MASS_BINS, MASS_BIN_WIDTH = 128, 0.25
 
 
-def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.Tensor:
+    """A score per row ([batch, 1]) such that the tokens at or above it hold about ``mass`` of the row.
+
+    An estimate that reads a small part of the row: a histogram of a strided
+    sample's probability by distance below the best score gives the mass
+    *below* each bin edge (many small tokens: the estimate's accurate side);
+    the mass above is the row's exact total less that. A view built on it is
+    checked like any other, and rows where the estimate fell short are tried
+    again lower. -inf when the mass lies deeper than the histogram reaches.
+    """
+    batch, vocab = scores.shape
+    stride = max(1, vocab // MASS_SAMPLE)
+    top = stats.top().float()
+    sample = scores[:, ::stride].float().contiguous()
+    weights = (sample - top).exp_().mul_(stride).nan_to_num_(nan=0.0)
+    depth = (top - sample).mul_(
+        1.0 / MASS_BIN_WIDTH
+    )  # out of place: sample may be the input itself
+    bins = depth.nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1).long()
+    hist = torch.zeros(batch, MASS_BINS, device=scores.device).scatter_add_(1, bins, weights)
+    below = hist.flip(-1).cumsum_(dim=-1).flip(-1)[:, 1:]  # the mass below each bin's lower edge
+    total = (stats.log_normalizer().unsqueeze(-1) - top.double()).exp()
+    allowed = (total * (1.0 - mass)).float()
+    last = (below > allowed).sum(dim=-1, keepdim=True)  # the first bin with little enough below it
+    threshold = top - (last + 1).float() * MASS_BIN_WIDTH
+    return torch.where(last >= MASS_BINS - 1, torch.full_like(threshold, NEG_INF), threshold)
+
+
+#: Chunk length of the two-level searches (top-k, tokens above a threshold).
+CHUNK = 32
+
+
+def chunk_maxima(scores: torch.Tensor) -> torch.Tensor:
+    """The maximum of each whole chunk of ``CHUNK`` scores ([batch, vocab // CHUNK]); one cheap pass."""
+    chunks = scores.shape[-1] // CHUNK
+    body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
+    # In the scores' dtype: an fp32 copy of half scores costs more than the reduction saves.
+    return body.amax(dim=-1)
+
+
+def chunked_topk(
+    scores: torch.Tensor, m: int, maxima: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``torch.topk(scores, m)`` values and ids, reading the row once.
 
     The m best scores lie in the m chunks with the best maxima (a chunk whose
     maximum is below the m-th best maximum holds nothing above m elements), so
-    one ``amax`` pass over chunks of 64 narrows the search to m * 64 scores.
-    Ties at the edge may pick different ids than ``torch.topk`` would; the
-    view's check handles ties either way.
+    one ``amax`` pass over chunks narrows the search to m * CHUNK scores
+    (``maxima``: that pass, when already made). Ties at the edge may pick
+    different ids than ``torch.topk`` would; the view's check handles ties
+    either way.
     """
     vocab = scores.shape[-1]
     chunks = vocab // CHUNK
@@ -120,9 +232,7 @@ def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tens
         values, ids = torch.topk(scores, m, dim=-1, sorted=True)
         return values, ids
     body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
-    # CPU reductions in half precision are slow; the chunk maxima are exact in fp32 too.
-    maxima = body.float().amax(dim=-1) if body.element_size() < 4 else body.amax(dim=-1)
-    best_chunks = torch.topk(maxima, m, dim=-1).indices
+    best_chunks = torch.topk(chunk_maxima(scores) if maxima is None else maxima, m, dim=-1).indices
     picked = body.gather(1, best_chunks.unsqueeze(-1).expand(-1, -1, CHUNK)).flatten(1)
     picked_ids = (
         best_chunks.unsqueeze(-1) * CHUNK + torch.arange(CHUNK, device=scores.device)
@@ -135,6 +245,31 @@ def chunked_topk(scores: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tens
         picked_ids = torch.cat([picked_ids, tail_ids], dim=1)
     values, where = torch.topk(picked, m, dim=-1, sorted=True)
     return values, picked_ids.gather(1, where)
+
+
+def tokens_at_least(
+    scores: torch.Tensor, threshold: torch.Tensor, maxima: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(rows, cols)`` of every score at or above its row's threshold, by row then column.
+
+    The same as ``(scores >= threshold).nonzero()``, which on CPU costs about
+    three softmax passes; here only the chunks whose maximum reaches the
+    threshold (a small share when the threshold is near the top) are read.
+    """
+    vocab = scores.shape[-1]
+    chunks = maxima.shape[-1]
+    hit_rows, hit_chunks = (maxima >= threshold.to(maxima.dtype)).nonzero(as_tuple=True)
+    starts = (hit_rows * vocab + hit_chunks * CHUNK).unsqueeze(-1)
+    picked = scores.contiguous().take(starts + torch.arange(CHUNK, device=scores.device))
+    which, offsets = (picked >= threshold[hit_rows]).nonzero(as_tuple=True)
+    rows, cols = hit_rows[which], hit_chunks[which] * CHUNK + offsets
+    if chunks * CHUNK < vocab:  # the short last chunk is searched directly
+        tail_rows, tail_cols = (scores[:, chunks * CHUNK :] >= threshold).nonzero(as_tuple=True)
+        rows = torch.cat([rows, tail_rows])
+        cols = torch.cat([cols, tail_cols + chunks * CHUNK])
+        rows, order = torch.sort(rows, stable=True)  # body columns come first within a row
+        cols = cols[order]
+    return rows, cols
 
 
 def canonical_order(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,26 +328,41 @@ class CandidateView:
         return cls(values, ids, vocab, False, check_at, stats or RowStats(scores))
 
     @classmethod
-    def above(
-        cls, scores: torch.Tensor, span: float, stats: RowStats | None = None
-    ) -> CandidateView | None:
-        """Every token within ``span`` of its row's best score, then a sentinel; None when that is too many.
+    def at_least(
+        cls, scores: torch.Tensor, threshold: torch.Tensor, stats: RowStats | None = None
+    ) -> tuple[CandidateView, torch.Tensor] | None:
+        """Every token scoring at least its row's ``threshold`` ([batch, 1]), then a sentinel.
 
-        Every token outside scores below the threshold, so every position is
-        sure. The sentinel, placed right after the real candidates, has the
-        threshold itself as its score: it stands for the best token outside,
-        and the processors dropping it proves they drop every token outside.
-        It carries a real candidate's id with a -inf score once dropped, which
-        ``densify`` (a max) and sampling ignore.
+        Returns the view of the rows it fits (fewer tokens than a quarter of
+        the vocabulary, finite threshold) and their indices; None when no row
+        fits. Every token outside scores below the threshold, so every
+        position is sure. The sentinel, placed right after the real
+        candidates, has the threshold itself as its score: it stands for the
+        best token outside, and the processors dropping it proves they drop
+        every token outside. It carries a real candidate's id with a -inf
+        score once dropped, which ``densify`` (a max) and sampling ignore.
         """
-        vocab = scores.shape[-1]
-        threshold = scores.amax(dim=-1, keepdim=True) - span
-        inside = scores >= threshold
-        counts = inside.sum(dim=-1)
-        width = int(counts.max()) + 1
-        if width >= vocab * FULL_SORT_FRACTION or not bool(torch.isfinite(threshold).all()):
+        batch, vocab = scores.shape
+        # Compare and place the sentinel in one dtype.
+        threshold = round_down(threshold, scores.dtype)
+        # A row without a finite threshold is left out (+inf finds nothing) rather than read whole.
+        search = torch.where(torch.isfinite(threshold), threshold, float("inf"))
+        stats = stats or RowStats(scores)
+        rows, cols = tokens_at_least(scores, search, stats.chunk_maxima())
+        counts = torch.bincount(rows, minlength=batch)
+        fits = (counts < vocab * FULL_SORT_FRACTION) & (counts > 0)
+        covered = fits.nonzero().flatten()
+        if covered.numel() == 0:
             return None
-        rows, cols = inside.nonzero(as_tuple=True)
+        if covered.numel() < batch:
+            # Renumber the fitting rows 0..n-1 and drop the rest.
+            scores, threshold, counts = scores[covered], threshold[covered], counts[covered]
+            renumber = torch.full((batch,), -1, dtype=torch.int64, device=scores.device)
+            renumber[covered] = torch.arange(covered.numel(), device=scores.device)
+            picked = renumber[rows] >= 0
+            rows, cols = renumber[rows[picked]], cols[picked]
+            stats = stats.rows(covered) if stats is not None else None
+        width = int(counts.max()) + 1
         starts = counts.cumsum(0) - counts
         # nonzero lists ids ascending; filling each row from its end leaves them descending,
         # so one stable sort by score gives the canonical order.
@@ -228,8 +378,9 @@ class CandidateView:
         values, by_value = torch.sort(values, dim=-1, descending=True, stable=True)
         ids = ids.gather(-1, by_value)
         sentinel = counts.unsqueeze(-1)
-        values = values.scatter(-1, sentinel, threshold.to(values.dtype))
-        return cls(values, ids, vocab, False, counts, stats or RowStats(scores))
+        values = values.scatter(-1, sentinel, threshold)
+        view = cls(values, ids, vocab, False, counts, stats or RowStats(scores))
+        return view, covered
 
     # -- what processors read ------------------------------------------------------------
 
@@ -314,6 +465,46 @@ class CandidateView:
         out = torch.full_like(like, NEG_INF)
         return out.scatter_reduce(-1, self.token_ids, self.values.to(like.dtype), reduce="amax")
 
+    def trimmed(self) -> CandidateView:
+        """A complete view without its trailing columns that are dropped in every row."""
+        alive = self.values > NEG_INF
+        positions = torch.arange(1, self.width + 1, device=self.values.device)
+        width = max(int((alive * positions).amax()), 1)
+        if width == self.width:
+            return self
+        return replace(self, values=self.values[:, :width], token_ids=self.token_ids[:, :width])
+
+    def rows(self, rows: torch.Tensor) -> CandidateView:
+        """The view of a subset of the rows (a complete view)."""
+        if not self.complete:
+            raise RuntimeError("only a complete view can be split by rows")
+        return replace(
+            self,
+            values=self.values[rows],
+            token_ids=self.token_ids[rows],
+            check_at=self.check_at[rows],
+        )
+
+    @classmethod
+    def merged(
+        cls, parts: Sequence[tuple[torch.Tensor, CandidateView]], batch: int
+    ) -> CandidateView:
+        """One complete view from complete views of disjoint row sets (``(rows, view)``) covering the batch."""
+        parts = [(rows, view.trimmed()) for rows, view in parts]
+        width = max(view.width for _, view in parts)
+        first = parts[0][1]
+        values = torch.full(
+            (batch, width), NEG_INF, dtype=first.values.dtype, device=first.values.device
+        )
+        ids = torch.zeros((batch, width), dtype=first.token_ids.dtype, device=first.values.device)
+        for rows, view in parts:
+            values[rows, : view.width] = view.values
+            # Padding repeats a real id of the row with a -inf score: densify (a max) and sampling ignore it.
+            ids[rows] = view.token_ids[:, :1].expand(-1, width)
+            ids[rows, : view.width] = view.token_ids
+        check_at = torch.zeros(batch, dtype=torch.int64, device=first.values.device)
+        return cls(values, ids, first.vocab_size, True, check_at, None)
+
     def alive(self) -> torch.Tensor:
         """Bool [batch]: rows that still have a token to pick."""
         return (self.values > NEG_INF).any(dim=-1)
@@ -350,38 +541,77 @@ def _cap_of(processor: Processor, vocab: int) -> int | None:
     return hint(vocab) if hint is not None else None
 
 
-def _views(
-    scores: torch.Tensor, chain: Sequence[Processor], capped: bool
-) -> Iterator[CandidateView]:
-    """Ever larger views of ``scores``, ending with the full sort."""
-    vocab = scores.shape[-1]
-    stats = RowStats(scores)
+#: Builds a view of the given rows: ``(view, covered)`` (covered rows' indices, None for all) or None.
+ViewPlan = Callable[[torch.Tensor, RowStats], "tuple[CandidateView, torch.Tensor | None] | None"]
+
+
+def _plans(
+    chain: Sequence[Processor], capped: bool, vocab: int, dtype: torch.dtype
+) -> Iterator[ViewPlan]:
+    """Ever larger views, ending with the full sort; each is tried on the rows still unsettled."""
     if capped:
         # One past the largest cap (top_k's k) shows whether a tie crosses the edge.
         m = max(int(c) + 1 for p in chain if (c := _cap_of(p, vocab)) is not None)
-        if scores.element_size() < 4:
+        if dtype.itemsize < 4:
             m *= 2  # fp16/bf16 scores tie often; room for a tie group at the edge saves a retry
         while m < vocab * FULL_SORT_FRACTION:
-            yield CandidateView.top(scores, m, stats)
+            yield lambda scores, stats, m=m: (CandidateView.top(scores, m, stats), None)  # type: ignore[misc]
             m *= 4
     elif not getattr(chain[0], "needs_complete_view", False):
-        hint = getattr(chain[0], "fused_span", None)
-        first = hint() if hint is not None else None
-        for span in ([first] if first is not None else []) + [
-            s for s in SPANS if first is None or s > first
-        ]:
-            view = CandidateView.above(scores, span, stats)
-            if view is None:
-                break
-            yield view
-    yield CandidateView.full(scores, stats)
+        yield from _threshold_plans(chain[0])
+    yield lambda scores, stats: (CandidateView.full(scores, stats), None)
+
+
+def _threshold_plans(first: Processor) -> Iterator[ViewPlan]:
+    """Views of every token above a per-row threshold: the processor's own, else spans below the best."""
+    hint = getattr(first, "fused_threshold", None)
+    if hint is not None:
+        for attempt in range(MAX_HINTS):
+            yield lambda scores, stats, a=attempt: _at_least(hint(scores, stats, a), scores, stats)  # type: ignore[misc]
+        return
+    span_hint = getattr(first, "fused_span", None)
+    first_span = span_hint() if span_hint is not None else None
+    spans = ([first_span] if first_span is not None else []) + [
+        s for s in SPANS if first_span is None or s > first_span
+    ]
+    for span in spans:
+        yield lambda scores, stats, span=span: _at_least(stats.top() - span, scores, stats)  # type: ignore[misc]
+
+
+def _at_least(
+    threshold: torch.Tensor | None, scores: torch.Tensor, stats: RowStats
+) -> tuple[CandidateView, torch.Tensor | None] | None:
+    if threshold is None:
+        return None
+    built = CandidateView.at_least(scores, threshold, stats)
+    if built is None:
+        return None
+    view, covered = built
+    return view, (None if covered.numel() == scores.shape[0] else covered)
+
+
+def rows_of(ctx: StepContext, rows: torch.Tensor) -> StepContext:
+    """The context of a subset of the batch: every per-row tensor field indexed by ``rows``."""
+    batch = ctx.batch_size
+    changes: dict[str, Any] = {
+        f.name: value[rows]
+        for f in dataclasses.fields(ctx)
+        if isinstance(value := getattr(ctx, f.name), torch.Tensor)
+        and value.dim() > 0
+        and value.shape[0] == batch
+    }
+    return dataclasses.replace(ctx, **changes)
 
 
 def run_fused(
     processors: Sequence[Processor], scores: torch.Tensor, ctx: StepContext
 ) -> CandidateView:
-    """Run a fused run of processors on ``scores``; returns a complete view."""
-    vocab = scores.shape[-1]
+    """Run a fused run of processors on ``scores``; returns a complete view.
+
+    Each view is tried on the rows not settled yet, so one odd row costs a
+    larger view (at worst a full sort) for itself, not for the whole batch.
+    """
+    batch, vocab = scores.shape
     first = next(i for i, p in enumerate(processors) if fused_kind(p) == "truncate")
     head, body = list(processors[:first]), list(processors[first:])
     capped = _cap_of(body[0], vocab) is not None
@@ -391,29 +621,58 @@ def run_fused(
             scores = processor.apply(scores, ctx)
         head = []
     chain = head + body
-    for view in _views(scores, chain, capped):
-        result = _attempt(chain, view, ctx)
-        if result is not None:
-            return result
-        log.debug("candidate view of %d too small; growing", view.width)
+    stats = RowStats(scores)
+    pending: torch.Tensor | None = None  # rows still unsettled; None is all of them
+    done: list[tuple[torch.Tensor, CandidateView]] = []
+    for plan in _plans(chain, capped, vocab, scores.dtype):
+        part = (scores, stats) if pending is None else (scores[pending], stats.rows(pending))
+        built = plan(*part)
+        if built is None:
+            continue
+        view, covered = built
+        rows = pending if covered is None else (covered if pending is None else pending[covered])
+        result, settled = _attempt(chain, view, ctx if rows is None else rows_of(ctx, rows))
+        if rows is None and settled is None:
+            return result.trimmed()
+        everyone = torch.arange(batch, device=scores.device) if rows is None else rows
+        if settled is not None:
+            result, everyone = result.rows(settled), everyone[settled]
+        if everyone.numel():
+            done.append((everyone, result))
+        left = torch.ones(batch, dtype=torch.bool, device=scores.device)
+        for finished, _ in done:
+            left[finished] = False
+        if not bool(left.any()):
+            return CandidateView.merged(done, batch)
+        pending = left.nonzero().flatten()
+        log.debug(
+            "candidate view of %d too small for %d rows; growing", view.width, pending.numel()
+        )
     raise AssertionError("a full view always settles")
 
 
 def _attempt(
     chain: Sequence[Processor], view: CandidateView, ctx: StepContext
-) -> CandidateView | None:
-    """The view after the chain, or None when a partial view turned out too small."""
+) -> tuple[CandidateView, torch.Tensor | None]:
+    """The view after the chain and the indices of its settled rows (None: every row).
+
+    A row is settled when every truncation on a partial view dropped its
+    deciding position; the other rows' results are to be discarded.
+    """
+    ok: torch.Tensor | None = None
     for processor in chain:
         if not view.complete and getattr(processor, "needs_complete_view", False):
-            return None
+            return view, torch.zeros(0, dtype=torch.int64, device=view.values.device)
         view = processor.apply_sorted(view, ctx)  # type: ignore[attr-defined]
         if not view.complete and fused_kind(processor) == "truncate":
-            if not bool(view.settled().all()):
-                return None
+            settled = view.settled()
+            ok = settled if ok is None else ok & settled
             view = view.completed()
     if not view.complete:
         raise RuntimeError("a fused run ended with a partial view")
-    return view
+    if ok is None or bool(ok.all()):
+        return view, None
+    return view, ok.nonzero().flatten()
 
 
 def run_chain(
@@ -449,9 +708,9 @@ def select_from_view(
     pick: Any = getattr(selector, "select_sorted", None)
     if pick is None:
         return None
-    # Empty rows, NaN and +inf go to the dense path, where the pipeline's empty-row guard handles them.
-    odd = torch.isnan(view.values) | torch.isposinf(view.values)
-    if not bool((view.alive() & ~odd.any(dim=-1)).all()):
+    # Empty rows, NaN and +inf go to the dense path, where the pipeline's empty-row guard handles them:
+    # each makes the row's maximum non-finite (amax propagates NaN).
+    if not bool(torch.isfinite(view.values.amax(dim=-1)).all()):
         return None
     tokens: torch.Tensor = check_tokens(selector, pick(view, ctx), view.values.shape[0], view.vocab_size)
     return tokens

@@ -10,6 +10,8 @@ the token the dense path would.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 _MASK64 = (1 << 64) - 1
@@ -39,22 +41,58 @@ def splitmix64(x: torch.Tensor) -> torch.Tensor:
     return x ^ _shr(x, 31)
 
 
+def _splitmix64_int(x: int) -> int:
+    """``splitmix64`` on one Python int (unsigned 64-bit arithmetic): the same bits, no tensor ops."""
+    x = (x + _GOLDEN) & _MASK64
+    x = ((x ^ (x >> 30)) * (_MIX1 & _MASK64)) & _MASK64
+    x = ((x ^ (x >> 27)) * (_MIX2 & _MASK64)) & _MASK64
+    return x ^ (x >> 31)
+
+
+#: Up to this many CPU rows, row keys are hashed in Python (fewer tensor ops for small batches).
+_PYTHON_KEYS = 256
+
+
 def row_keys(seeds: torch.Tensor, steps: torch.Tensor | int) -> torch.Tensor:
     """One 64-bit key per row for its step (``steps``: [batch], or one step for every row)."""
+    if seeds.device.type == "cpu" and seeds.numel() <= _PYTHON_KEYS:
+        seed_list = seeds.tolist()
+        step_list = steps.tolist() if isinstance(steps, torch.Tensor) else [steps] * len(seed_list)
+        keys = [
+            _signed(_splitmix64_int(int(seed) * (_STEP & _MASK64) + int(step)))
+            for seed, step in zip(seed_list, step_list, strict=True)
+        ]
+        return torch.tensor(keys, dtype=torch.int64)
     if isinstance(steps, torch.Tensor):
         steps = steps.to(device=seeds.device, dtype=torch.int64)
     return splitmix64(seeds.to(torch.int64) * _STEP + steps)
 
 
-def uniform_noise(keys: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
+@functools.lru_cache(maxsize=8)
+def _token_hashes(vocab: int, device: str) -> torch.Tensor:
+    return splitmix64(torch.arange(vocab, device=device))
+
+
+def token_hashes(token_ids: torch.Tensor, vocab: int | None = None) -> torch.Tensor:
+    """``splitmix64(token_ids)``; looked up in a table hashed once per vocabulary when ``vocab`` is given."""
+    if vocab is None:
+        return splitmix64(token_ids.to(torch.int64))
+    return _token_hashes(vocab, str(token_ids.device))[token_ids]
+
+
+def uniform_noise(
+    keys: torch.Tensor, token_ids: torch.Tensor, vocab: int | None = None
+) -> torch.Tensor:
     """Uniform (0, 1) float64 noise for ``token_ids`` ([batch, k]) under per-row ``keys`` ([batch])."""
-    bits = splitmix64(keys.unsqueeze(-1) ^ splitmix64(token_ids.to(torch.int64)))
+    bits = splitmix64(keys.unsqueeze(-1) ^ token_hashes(token_ids, vocab))
     mantissa = _shr(bits, 11).to(torch.float64)
     return (mantissa + 0.5) * (1.0 / (1 << 53))
 
 
-def gumbel_noise(keys: torch.Tensor, token_ids: torch.Tensor) -> torch.Tensor:
-    return -torch.log(-torch.log(uniform_noise(keys, token_ids)))
+def gumbel_noise(
+    keys: torch.Tensor, token_ids: torch.Tensor, vocab: int | None = None
+) -> torch.Tensor:
+    return uniform_noise(keys, token_ids, vocab).log_().neg_().log_().neg_()
 
 
 def race(
@@ -62,16 +100,18 @@ def race(
     seeds: torch.Tensor,
     steps: torch.Tensor | int,
     token_ids: torch.Tensor | None = None,
+    vocab: int | None = None,
 ) -> torch.Tensor:
     """Sample one index per row of ``logits`` ([batch, k]) by the Gumbel-max race.
 
     ``token_ids`` names the vocabulary id of each column (defaults to the column
     index); the noise is keyed on it, so a subset of columns races exactly as it
     would inside the full row. Returns column indices, not token ids.
+    ``vocab`` (every id is below it) lets the ids' hashes come from a table.
     """
     if token_ids is None:
         token_ids = torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
-    noise = gumbel_noise(row_keys(seeds.to(logits.device), steps), token_ids)
+    noise = gumbel_noise(row_keys(seeds, steps).to(logits.device), token_ids, vocab)
     return torch.argmax(logits.to(torch.float64) + noise, dim=-1)
 
 

@@ -67,7 +67,13 @@ class Sample(Selector):
 
     def select_sorted(self, view: CandidateView, ctx: StepContext) -> torch.Tensor:
         # The noise is keyed on token ids, so racing the view draws the dense path's token.
-        column = race(view.values, self.seeds_for(ctx), ctx.steps, token_ids=view.token_ids)
+        column = race(
+            view.values,
+            self.seeds_for(ctx),
+            ctx.steps,
+            token_ids=view.token_ids,
+            vocab=view.vocab_size,
+        )
         return view.token_ids.gather(-1, column.to(view.token_ids.device).unsqueeze(-1)).squeeze(-1)
 
 

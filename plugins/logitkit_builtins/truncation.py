@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
-from logitkit.fastpath import CandidateView
+from logitkit.fastpath import CandidateView, RowStats, mass_threshold
 
 NEG_INF = float("-inf")
 
@@ -30,6 +30,12 @@ def dense_via_view(processor: Processor, scores: torch.Tensor, ctx: StepContext)
 def at_least_nth(view: CandidateView, n: int) -> torch.Tensor:
     """Bool [batch, m]: values at or above the n-th highest (ties included, like transformers)."""
     return view.values >= view.top_n_values(min(n, view.vocab_size))
+
+
+def below_log_prob(stats: RowStats, log_p: torch.Tensor | float) -> torch.Tensor:
+    """The score of log-probability ``log_p`` in each row ([batch, 1]), lowered by a rounding slack."""
+    score = stats.log_normalizer().unsqueeze(-1) + log_p
+    return (score - 1e-3 - score.abs() * 1e-4).float()
 
 
 class TruncationProcessor(Processor):
@@ -99,6 +105,19 @@ class TopP(TruncationProcessor):
     priority = 30
     Config = TopPConfig
 
+    #: The fused view's first threshold aims at p plus this share of the mass p leaves out; the second
+    #: (for rows the estimate left short) at nearly all of it.
+    margins = (0.25, 0.9)
+
+    def fused_threshold(
+        self, scores: torch.Tensor, stats: RowStats, attempt: int
+    ) -> torch.Tensor | None:
+        """A score below which, by a sampled estimate of the row's mass, no token survives."""
+        p = self.config.top_p
+        if p >= 1.0 or attempt >= len(self.margins):
+            return None
+        return mass_threshold(scores, stats, p + self.margins[attempt] * (1.0 - p))
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.top_p >= 1.0:
             return scores  # transformers does not even add the warper at 1.0
@@ -137,11 +156,13 @@ class MinP(TruncationProcessor):
     priority = 40
     Config = MinPConfig
 
-    def fused_span(self) -> float | None:
+    def fused_threshold(
+        self, scores: torch.Tensor, stats: RowStats, attempt: int
+    ) -> torch.Tensor | None:
         """Nothing more than -log(min_p) below the best score survives (plus slack for rounding)."""
-        if self.config.min_p == 0.0 or self.config.min_tokens_to_keep > 1:
+        if self.config.min_p == 0.0 or attempt > 0:
             return None
-        return -math.log(self.config.min_p) * 1.001 + 1e-3
+        return stats.top().float() - (-math.log(self.config.min_p) * 1.001 + 1e-3)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.min_p == 0.0:
@@ -217,6 +238,14 @@ class EpsilonCutoff(TruncationProcessor):
     priority = 60
     Config = EpsilonCutoffConfig
 
+    def fused_threshold(
+        self, scores: torch.Tensor, stats: RowStats, attempt: int
+    ) -> torch.Tensor | None:
+        """p >= epsilon is a score at least log-normaliser + log(epsilon) (less slack for rounding)."""
+        if self.config.epsilon_cutoff == 0.0 or attempt > 0:
+            return None
+        return below_log_prob(stats, math.log(self.config.epsilon_cutoff))
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.epsilon_cutoff == 0.0:
             return scores
@@ -246,6 +275,18 @@ class EtaCutoff(TruncationProcessor):
     priority = 70
     Config = EtaCutoffConfig
 
+    def fused_threshold(
+        self, scores: torch.Tensor, stats: RowStats, attempt: int
+    ) -> torch.Tensor | None:
+        """The same cut as epsilon's, at this row's eta (the entropy is needed for the decision anyway)."""
+        if self.config.eta_cutoff == 0.0 or attempt > 0:
+            return None
+        return below_log_prob(stats, self.eta(stats.entropy()).log())
+
+    def eta(self, entropy: torch.Tensor) -> torch.Tensor:
+        eps = self.config.eta_cutoff
+        return torch.clamp(math.sqrt(eps) * torch.exp(-entropy), max=eps).unsqueeze(-1)
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.eta_cutoff == 0.0:
             return scores
@@ -255,8 +296,7 @@ class EtaCutoff(TruncationProcessor):
         eps = self.config.eta_cutoff
         if eps == 0.0:
             return view
-        eta = torch.clamp(math.sqrt(eps) * torch.exp(-view.entropy()), max=eps).unsqueeze(-1)
-        keep = view.log_probs().exp() >= eta
+        keep = view.log_probs().exp() >= self.eta(view.entropy())
         return view.keep(keep | at_least_nth(view, self.config.min_tokens_to_keep))
 
 

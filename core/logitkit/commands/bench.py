@@ -16,12 +16,20 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch", type=int, default=8, help="rows per step (default 8)")
+    parser.add_argument(
+        "--batch",
+        type=_int_list,
+        default=list(bench.DEFAULT_BATCHES),
+        help="rows per step, one size or a list (default 1,8,64)",
+    )
     parser.add_argument(
         "--vocab", type=int, default=151936, help="vocabulary size (default 151936, Qwen's)"
     )
     parser.add_argument(
-        "--dtype", choices=sorted(bench.DTYPES), default="fp32", help="logits dtype (default fp32)"
+        "--dtype",
+        type=_dtype_list,
+        default=["fp32"],
+        help=f"logits dtype, one or a list of {', '.join(sorted(bench.DTYPES))} (default fp32)",
     )
     parser.add_argument(
         "--repeat",
@@ -54,6 +62,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integers separated by commas, got {text!r}"
+        ) from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one batch size")
+    return values
+
+
+def _dtype_list(text: str) -> list[str]:
+    values = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [v for v in values if v not in bench.DTYPES]
+    if unknown or not values:
+        raise argparse.ArgumentTypeError(
+            f"unknown dtype {', '.join(unknown) or text!r}; choose from {', '.join(sorted(bench.DTYPES))}"
+        )
+    return values
+
+
 def _number(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
@@ -61,63 +91,81 @@ def _number(value: float | None, unit: str = "") -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    for flag in ("batch", "vocab", "repeat", "new_tokens"):
+    for flag in ("vocab", "repeat", "new_tokens"):
         if getattr(args, flag) < 1:
             print(
                 f"error: --{flag.replace('_', '-')} must be >= 1 (got {getattr(args, flag)})",
                 file=sys.stderr,
             )
             return 2
+    if min(args.batch) < 1:
+        print(f"error: --batch must be >= 1 (got {min(args.batch)})", file=sys.stderr)
+        return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     # CPU time stands for wall time only when one thread does the work.
     clock = args.clock or ("cpu" if torch.get_num_threads() == 1 else "wall")
     shape = bench.Shape(
-        batch=args.batch, vocab=args.vocab, dtype=args.dtype, new_tokens=args.new_tokens
+        batch=args.batch[0], vocab=args.vocab, dtype=args.dtype[0], new_tokens=args.new_tokens
     )
 
-    def progress(i: int, n: int, case: bench.Case) -> None:
-        print(f"[{i + 1}/{n}] {case.name}: {case.description} ...", file=sys.stderr, flush=True)
+    def progress(i: int, n: int, case: bench.Case, at: bench.Shape) -> None:
+        where = f"batch {at.batch}, {at.dtype}" if case.batched else at.dtype
+        print(
+            f"[{i + 1}/{n}] {case.name} ({where}): {case.description} ...",
+            file=sys.stderr,
+            flush=True,
+        )
 
     try:
         results = bench.run(
-            shape, repeat=args.repeat, only=args.only, progress=progress, clock=clock
+            shape,
+            repeat=args.repeat,
+            only=args.only,
+            progress=progress,
+            clock=clock,
+            batches=args.batch,
+            dtypes=args.dtype,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    setup = {"batch": shape.batch, "vocab": shape.vocab, "dtype": shape.dtype, "repeat": args.repeat,
+    setup = {"batch": args.batch, "vocab": shape.vocab, "dtype": args.dtype, "repeat": args.repeat,
              "threads": torch.get_num_threads(), "clock": clock, "torch": torch.__version__}  # fmt: skip
     if args.json:
         print_json({"setup": setup, "results": [r.as_dict() for r in results]})
         return 0
-    console.print(", ".join(f"{k} {v}" for k, v in setup.items()))
-    for r in results:
-        print_case(r)
+    console.print(
+        ", ".join(
+            f"{k} {','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in setup.items()
+        )
+    )
+    print_summary(results)
     return 0
 
 
-def print_case(r: bench.Result) -> None:
-    """One table per case: medians, fastest calls, ratios to transformers and to one softmax pass."""
-    best = r.best
-    unit = " tok/s" if r.unit == "tokens/s" else " ms"
-    rows = [
-        ("logitkit", _number(r.logitkit, unit), _number(best.get("logitkit"), unit),
-         _number(r.speedup, "x"), _number(r.floor_ratio, "x")),
-        ("transformers", _number(r.transformers, unit), _number(best.get("transformers"), unit), "1x",
-         _number(r.transformers / r.floor if r.floor else None, "x")),
-    ]  # fmt: skip
-    if r.floor is not None:
-        rows.append(
+def print_summary(results: list[bench.Result]) -> None:
+    """One table per case, one row per batch size and dtype: medians and ratios, to transformers and to softmax."""
+    by_case: dict[str, list[bench.Result]] = {}
+    for r in results:
+        by_case.setdefault(r.name, []).append(r)
+    for name, rows in by_case.items():
+        first = rows[0]
+        unit = " tok/s" if first.unit == "tokens/s" else " ms"
+        cells = [
             (
-                "floor: one softmax",
+                r.dtype if first.unit == "tokens/s" else f"{r.batch} {r.dtype}",
+                _number(r.logitkit, unit),
+                _number(r.transformers, unit),
                 _number(r.floor, unit),
-                _number(best.get("floor"), unit),
-                "-",
-                "1x",
+                _number(r.speedup, "x"),
+                _number(r.floor_ratio, "x"),
+                _number(r.transformers_floor_ratio, "x"),
+                " and ".join(r.targets) or "-",
+                ("met" if r.met else "NOT met") if r.targets else "-",
             )
-        )
-    verdict = ("met" if r.met else "NOT met") if r.targets else "no target"
-    title = f"{r.name}: {r.description}\ntarget {' and '.join(r.targets) or '-'}: {verdict}"
-    columns = ("side", f"median ({r.unit})", "best", "speed-up vs transformers", "x softmax pass")
-    table(title, columns, rows)
+            for r in rows
+        ]
+        columns = ("batch dtype", f"logitkit ({first.unit})", "transformers", "one softmax",
+                   "speed-up", "logitkit x softmax", "transformers x softmax", "target", "met")  # fmt: skip
+        table(f"{name}: {first.description}", columns, cells)
