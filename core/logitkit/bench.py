@@ -59,6 +59,10 @@ class Case:
     max_repeat: int | None = None
     #: False when the case has its own batch size (generate): it runs once, not per batch size.
     batched: bool = True
+    #: What the second callable is: transformers, or another logitkit run (mixed steps).
+    reference: str = "transformers"
+    #: The rows a case with its own batch size runs (``batched=False``), for the report.
+    rows: int | None = None
 
 
 def target_at(target: Target, batch: int) -> float | None:
@@ -78,6 +82,8 @@ class Result:
     speedup: float
     floor: float | None = None
     floor_ratio: float | None = None
+    #: What the ``transformers`` figure measured (see ``Case.reference``).
+    reference: str = "transformers"
     targets: list[str] = field(default_factory=list)
     met: bool = True
     #: Fastest single call of each side (ms; generate: tokens/s): less sensitive to other load than medians.
@@ -268,6 +274,44 @@ def _generate(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
     return ours, theirs, None
 
 
+#: Rows of the mixed-steps case, each at its own step.
+MIXED_ROWS = 64
+MIXED_CHAIN = [
+    {"repetition_penalty": 1.1},
+    {"temperature": 0.8},
+    {"top_k": 50},
+    {"top_p": 0.9},
+    {"min_p": 0.05},
+]
+
+
+def _mixed_steps(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    """The chain through a batch state whose 64 rows sit at 64 different steps, against all at one step."""
+    from logitkit.pipeline import Pipeline
+
+    rows = replace(shape, batch=MIXED_ROWS)
+    scores, ids = logits(rows), history(rows, 512 + MIXED_ROWS)
+    pipe = Pipeline.from_config(MIXED_CHAIN)
+    length = ids.shape[1]
+    seeds = torch.arange(MIXED_ROWS)
+
+    def state_at(steps: list[int]) -> Any:
+        state = pipe.new_state()
+        for row, step in enumerate(steps):
+            # Row ``row`` holds its own last 512 + step tokens; the columns left of them are batch padding.
+            own = ids[row, length - 512 - step :]
+            state.add([own.tolist()], prompt_lengths=[own.shape[0]], steps=step, seeds=[int(seeds[row])])
+        return state
+
+    mixed = state_at(list(range(MIXED_ROWS)))
+    same = state_at([MIXED_ROWS // 2] * MIXED_ROWS)
+    return (
+        lambda: pipe.choose(scores, mixed.context(ids)),
+        lambda: pipe.choose(scores, same.context(ids[:, -(512 + MIXED_ROWS // 2) :])),
+        softmax_floor(scores),
+    )
+
+
 #: The chain's targets: the state issue's 40x transformers at batch 8; softmax passes by batch size.
 CHAIN_SPEEDUP = {8: 40.0, ANY_BATCH: 1.0}
 CHAIN_FLOOR = {1: 3.0, 8: 2.0, 64: 2.0}
@@ -299,6 +343,9 @@ CASES: tuple[Case, ...] = (
          sampling_case([{"eta_cutoff": 3e-4}], _warpers(("EtaLogitsWarper", {"epsilon": 3e-4})))),
     Case("top_h", "top_h 0.4, then sampling",
          sampling_case([{"top_h": 0.4}], _warpers(("TopHLogitsWarper", {"top_h": 0.4})))),
+    Case("mixed_steps", f"the chain, {MIXED_ROWS} rows at {MIXED_ROWS} different steps in one call, "
+         "against the same rows all at one step", _mixed_steps, min_speedup=1 / 1.2, batched=False,
+         reference="same step", rows=MIXED_ROWS),
     Case("no_repeat_ngram", "no_repeat_ngram_size 3, history 2048 (processing only)", _no_repeat_ngram, min_speedup=10.0),
     Case("sequence_bias", "sequence_bias with 1,000 sequences of 1-3 tokens, history 512 (processing only)", _sequence_bias),
     Case("generate", f"generate(): Llama 2 layers, vocab 32k, batch {GENERATE_BATCH}, T 0.8 / top_k 50 / top_p 0.9",
@@ -382,16 +429,20 @@ def run_case(case: Case, shape: Shape, repeat: int, clock: str = "wall") -> Resu
         result.best = {side: tokens / t for side, t in zip(sides, fastest, strict=False)}
     else:
         lk, hf = times[0] * 1e3, times[1] * 1e3
-        result = Result(case.name, case.description, case.unit, lk, hf, hf / lk)
+        result = Result(case.name, case.description, case.unit, lk, hf, hf / lk, reference=case.reference)
         result.best = {side: t * 1e3 for side, t in zip(sides, fastest, strict=False)}
         if floor is not None:
             result.floor = times[2] * 1e3
             result.floor_ratio = lk / result.floor
             result.transformers_floor_ratio = hf / result.floor
-    result.batch, result.dtype = shape.batch, shape.dtype
+    result.batch, result.dtype = case.rows or shape.batch, shape.dtype
     min_speedup = target_at(case.min_speedup, shape.batch)
     if min_speedup is not None:
-        result.targets.append(f">= {min_speedup:g}x transformers")
+        result.targets.append(
+            f">= {min_speedup:g}x transformers"
+            if case.reference == "transformers"
+            else f"<= {1 / min_speedup:.3g}x {case.reference}"
+        )
         result.met &= result.speedup >= min_speedup
     max_floor = target_at(case.max_floor_ratio, shape.batch)
     if max_floor is not None and result.floor_ratio is not None:

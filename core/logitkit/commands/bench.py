@@ -166,6 +166,7 @@ def print_summary(results: list[bench.Result]) -> None:
             )
             for r in rows
         ]
-        columns = ("batch dtype", f"logitkit ({first.unit})", "transformers", "one softmax",
-                   "speed-up", "logitkit x softmax", "transformers x softmax", "target", "met")  # fmt: skip
+        reference = first.reference
+        columns = ("batch dtype", f"logitkit ({first.unit})", reference, "one softmax",
+                   "speed-up", "logitkit x softmax", f"{reference} x softmax", "target", "met")  # fmt: skip
         table(f"{name}: {first.description}", columns, cells)
