@@ -92,45 +92,44 @@ class GreenListCache:
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
-        self._key: tuple[int, float, torch.device] | None = None
-        self._seeds = torch.empty(0, dtype=torch.int64)
-        self._masks = torch.empty((0, 0), dtype=torch.bool)
+        # (key, sorted seeds, their masks), read once and replaced whole: a pipeline shared by
+        # threads never sees the seeds of one table beside the masks of another.
+        empty = (torch.empty(0, dtype=torch.int64), torch.empty((0, 0), dtype=torch.bool))
+        self._table: tuple[tuple[int, float, torch.device] | None, torch.Tensor, torch.Tensor] = (None, *empty)
 
     def masks(self, seeds: torch.Tensor, vocab_size: int, ratio: float) -> torch.Tensor:
         key = (vocab_size, ratio, seeds.device)
-        if key != self._key:
-            self._key = key
-            self._seeds = torch.empty(0, dtype=torch.int64, device=seeds.device)
-            self._masks = torch.empty((0, vocab_size), dtype=torch.bool, device=seeds.device)
+        held_key, known, known_masks = self._table
+        if key != held_key:
+            known = torch.empty(0, dtype=torch.int64, device=seeds.device)
+            known_masks = torch.empty((0, vocab_size), dtype=torch.bool, device=seeds.device)
         unique, inverse = torch.unique(seeds.reshape(-1), return_inverse=True)
-        slot = torch.searchsorted(self._seeds, unique).clamp(max=max(self._seeds.shape[0] - 1, 0))
-        hit = (
-            self._seeds[slot] == unique
-            if self._seeds.shape[0]
-            else torch.zeros_like(unique, dtype=torch.bool)
-        )
+        slot = torch.searchsorted(known, unique).clamp(max=max(known.shape[0] - 1, 0))
+        hit = known[slot] == unique if known.shape[0] else torch.zeros_like(unique, dtype=torch.bool)
         found = torch.empty((unique.shape[0], vocab_size), dtype=torch.bool, device=seeds.device)
-        found[hit] = self._masks[slot[hit]]
+        found[hit] = known_masks[slot[hit]]
         missing = ~hit
         if bool(missing.any()):
             found[missing] = green_mask(unique[missing], vocab_size, ratio)
-            self._remember(unique[missing], found[missing], unique, found)
+            self._table = (key, *self._merged(known, known_masks, unique[missing], found[missing], unique, found))
         return found[inverse].reshape(*seeds.shape, vocab_size)
 
-    def _remember(
+    def _merged(
         self,
+        known: torch.Tensor,
+        known_masks: torch.Tensor,
         new_seeds: torch.Tensor,
         new_masks: torch.Tensor,
         step_seeds: torch.Tensor,
         step_masks: torch.Tensor,
-    ) -> None:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         capacity = self.max_bytes // max(new_masks.shape[-1], 1)
-        seeds = torch.cat([self._seeds, new_seeds])
-        masks = torch.cat([self._masks, new_masks])
+        seeds = torch.cat([known, new_seeds])
+        masks = torch.cat([known_masks, new_masks])
         if seeds.shape[0] > capacity:
             seeds, masks = step_seeds[:capacity], step_masks[:capacity]
         order = torch.argsort(seeds)
-        self._seeds, self._masks = seeds[order], masks[order]
+        return seeds[order], masks[order]
 
 
 def is_green(
