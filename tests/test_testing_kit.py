@@ -93,7 +93,7 @@ def test_builtins_pass(reg: Registry) -> None:
 
 
 def test_contract_cases_cover_a_plugin(reg: Registry) -> None:
-    names = {name for _, name, _, _ in contract_cases("samplers", registry=reg)}
+    names = {name for _, name, _, _ in contract_cases("builtins", registry=reg)}
     assert {"dry", "xtc", "mirostat", "mirostat_v2", "logit_bias"} <= names
     assert contract_cases("no_such_plugin", registry=reg) == []
 

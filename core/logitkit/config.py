@@ -73,6 +73,13 @@ def _suggest(name: str, choices: Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def _not_loaded(reg: Registry) -> str:
+    """Name the plugins that did not load: one of them may be the one that provides a missing name."""
+    missing = [f"{name!r} (disabled)" for name in reg.skipped]
+    missing += [f"{f.plugin!r} (failed: {f.error})" for f in reg.failures]
+    return f"; plugins not loaded: {', '.join(missing)}" if missing else ""
+
+
 def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
     path = prefix
     for part in loc:
@@ -235,7 +242,7 @@ class _Resolver:
                 self.problem(f"{path}.name", f"{name!r} is not a logitkit Processor")
                 return None
             return imported
-        self.problem(f"{path}.name", f"unknown processor {name!r}{_suggest(name, self.reg.processors)}")
+        self.problem(f"{path}.name", f"unknown processor {name!r}{_suggest(name, self.reg.processors)}{_not_loaded(self.reg)}")
         return None
 
     def expand_shorthand(self, cls: type[Processor], fields: Any, path: str) -> dict[str, Any] | None:

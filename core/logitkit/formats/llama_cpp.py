@@ -8,7 +8,7 @@ CLI spellings (``--temp``, ``--top-k``, ``--mirostat-lr``) are accepted too.
 A sampler in the chain whose parameters are not given uses llama.cpp's default,
 as llama.cpp does. Samplers that transformers lacks (DRY, XTC, top-n-sigma,
 dynamic temperature, mirostat, the OpenAI penalties) resolve through the
-registry, for example from the ``logitkit-samplers`` plugin.
+registry; the built-ins' ``engines`` family provides them.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 OpenAI's sampling parameters are ``temperature`` (0..2), ``top_p``,
 ``frequency_penalty`` and ``presence_penalty`` (-2..2), ``logit_bias``
 (token id -> -100..100), ``seed``, ``stop``, ``max_tokens`` /
-``max_completion_tokens`` and ``n``. The penalties and ``logit_bias`` are
-provided by a plugin (for example ``logitkit-samplers``); their names resolve
-through the registry when the config is built, so the core names no plugin.
+``max_completion_tokens`` and ``n``. The penalties and ``logit_bias`` come
+from the built-ins' ``engines`` family; their names resolve through the
+registry when the config is built, so the core imports no plugin.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import torch
 from pydantic import Field
 
 from logitkit import NewRows, Processor, ProcessorConfig, RowState, Stage, StepContext
-from logitkit_samplers.seeds import row_seeds, row_uniform, seed_state
+from logitkit_builtins.engines.seeds import row_seeds, row_uniform, seed_state
 
 #: Keys XTC's coin apart from the selector's noise (see ``row_uniform``).
 XTC_SALT = -0x585443

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from logitkit import NewRows, ProcessorConfig, RowState, Selector, StepContext
 from logitkit.sampling import race
-from logitkit_samplers.seeds import seed_state
+from logitkit_builtins.engines.seeds import seed_state
 
 NEG_INF = float("-inf")
 #: The largest target surprise (bits) a config may ask for.

@@ -6,15 +6,15 @@ import math
 
 import pytest
 import torch
-from logitkit_samplers.bias import AllowedTokenIds, LogitBias
-from logitkit_samplers.dry import Dry
-from logitkit_samplers.mirostat import Mirostat, MirostatV2
-from logitkit_samplers.penalties import FrequencyPenalty, PresencePenalty
-from logitkit_samplers.temperature import DynamicTemperature, QuadraticSmoothing
-from logitkit_samplers.truncation import TailFree, TopA, TopNSigma
-from logitkit_samplers.xtc import Xtc
 
 from logitkit import Pipeline, StepContext
+from logitkit_builtins.engines.bias import AllowedTokenIds, LogitBias
+from logitkit_builtins.engines.dry import Dry
+from logitkit_builtins.engines.mirostat import Mirostat, MirostatV2
+from logitkit_builtins.engines.penalties import FrequencyPenalty, PresencePenalty
+from logitkit_builtins.engines.temperature import DynamicTemperature, QuadraticSmoothing
+from logitkit_builtins.engines.truncation import TailFree, TopA, TopNSigma
+from logitkit_builtins.engines.xtc import Xtc
 
 INF = float("inf")
 

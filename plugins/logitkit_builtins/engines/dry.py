@@ -19,7 +19,7 @@ from pydantic import Field, NonNegativeInt
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext, TokenSettings
 
-log = logging.getLogger("logitkit_samplers.dry")
+log = logging.getLogger("logitkit_builtins.engines.dry")
 
 #: Longest match considered; also keeps base ** n finite.
 MAX_MATCH = 50
