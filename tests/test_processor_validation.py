@@ -59,7 +59,12 @@ CONTEXT_MISTAKES: list[tuple[Any, str]] = [
     ({"tokens": EOS, "processors": [{"forced_eos_token_id": 2}]}, "set exactly one of max_length or max_new_tokens"),
     (
         {"tokens": EOS, "processors": [{"forced_bos_token_id": 7}, {"suppress_tokens": [7, 8]}]},
-        "processors: token 7 is forced by 'forced_bos_token_id' and suppressed by 'suppress_tokens'",
+        "processors[1]: token 7 is forced by 'forced_bos_token_id' and then suppressed by 'suppress_tokens', which empties the row",
+    ),
+    (
+        # forced after suppressed (transformers' order for Whisper): the force wins, nothing to refuse
+        {"tokens": EOS, "processors": [{"forced_decoder_ids": [[1, None], [2, 7]]}, {"suppress_tokens": [7, 8]}, {"forced_bos_token_id": 8}]},
+        "processors[1]: token 8 is forced by 'forced_bos_token_id' and then suppressed by 'suppress_tokens'",
     ),
     (
         {"tokens": {"vocab_size": 10}, "processors": [{"bad_words_ids": [[3, 12]]}]},

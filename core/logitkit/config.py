@@ -348,6 +348,26 @@ def flag_switched_off(raw: Any, reg: Registry) -> bool:
     return (cls.primary or (cls.name if cls.name in cls.Config.model_fields else None)) is None
 
 
+def forced_suppressed_conflicts(ordered: Iterable[ProcessorSpec]) -> list[tuple[str, str]]:
+    """A token forced and then suppressed leaves its row empty; suppressed and then forced, the force wins.
+
+    transformers runs ``forced_decoder_ids`` after ``suppress_tokens``, so a
+    Whisper config that forces a suppressed task token is valid there and here.
+    """
+    forced: dict[int, ProcessorSpec] = {}
+    problems = []
+    for spec in ordered:
+        try:
+            for token in sorted(spec.cls.suppressed_tokens(spec.config)):
+                if token in forced:
+                    reason = f"token {token} is forced by {forced[token].name!r} and then suppressed by {spec.name!r}, which empties the row"
+                    problems.append((f"processors[{spec.position}]", reason))
+            forced.update(dict.fromkeys(spec.cls.forced_tokens(spec.config), spec))
+        except Exception as exc:  # a plugin's token hooks must not crash validation
+            problems.append((f"processors[{spec.position}]", f"check failed in {spec.name!r}: {type(exc).__name__}: {exc}"))
+    return problems
+
+
 def _entry_name(raw: Any) -> str | None:
     if isinstance(raw, str):
         return raw
@@ -454,19 +474,13 @@ def resolve(
     preset = top.get("preset") if isinstance(top.get("preset"), str) else None
 
     check_ctx = CheckContext(tokens=tokens, generation=generation, processors=tuple(s.name for s in specs))
-    forced: dict[int, str] = {}
-    suppressed: dict[int, str] = {}
     for spec in specs:
         path = f"processors[{spec.position}]"
         try:
             for reason in spec.cls.check(spec.config, check_ctx):
                 r.problem(path, reason)
-            forced.update(dict.fromkeys(spec.cls.forced_tokens(spec.config), spec.name))
-            suppressed.update(dict.fromkeys(spec.cls.suppressed_tokens(spec.config), spec.name))
         except Exception as exc:  # a plugin's check must not crash validation
             r.problem(path, f"check failed in {spec.name!r}: {type(exc).__name__}: {exc}")
-    for token in sorted(set(forced) & set(suppressed)):
-        r.problem("processors", f"token {token} is forced by {forced[token]!r} and suppressed by {suppressed[token]!r}")
     try:
         for path, reason in vocab_problems(specs, tokens):
             r.problem(path, reason)
@@ -483,6 +497,10 @@ def resolve(
         ordered = sort_specs(specs, order, reg)
     except Exception as exc:  # a plugin's order preset must not crash validation
         raise ConfigError([Problem(source, "order", f"order {order!r} failed: {type(exc).__name__}: {exc}")]) from None
+    for path, reason in forced_suppressed_conflicts(ordered):
+        r.problem(path, reason)
+    if r.problems:
+        raise ConfigError(r.problems)
     return ResolvedConfig(source, order, tokens, tuple(ordered), selector, generation, preset, tuple(specs))
 
 

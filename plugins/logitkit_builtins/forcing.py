@@ -125,12 +125,14 @@ class ForcedDecoderIdsConfig(ProcessorConfig):
     @field_validator("forced_decoder_ids", mode="before")
     @classmethod
     def _from_pairs(cls, value: Any) -> Any:
-        # transformers' form: [[position, token], ...]
+        # transformers' form: [[position, token], ...]; Whisper's [1, null] leaves position 1 free.
         if isinstance(value, (list, tuple)) and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in value):
             positions = [p[0] for p in value]
             if len(set(positions)) != len(positions):
                 raise ValueError("a position is listed twice; force one token per position")
-            return {p[0]: p[1] for p in value}
+            value = {p[0]: p[1] for p in value}
+        if isinstance(value, dict):
+            return {pos: tok for pos, tok in value.items() if tok is not None}
         return value
 
 

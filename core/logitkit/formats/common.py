@@ -94,6 +94,13 @@ def samples(classes: list[Any]) -> bool:
     return any(int(Stage.TEMPERATURE) <= int(cls.stage) < int(Stage.WATERMARK) for cls in classes)
 
 
+def selects_greedily(resolved: ResolvedConfig) -> bool:
+    """True when the run picks the top token: a greedy selector, set or chosen by default."""
+    if resolved.selector is None:
+        return not samples([s.cls for s in resolved.processors])
+    return resolved.selector.name == "greedy"
+
+
 def canonical(config: Any, registry: Registry | None = None) -> dict[str, Any]:
     """A config in its shortest equivalent form, so two configs that run the same compare equal.
 

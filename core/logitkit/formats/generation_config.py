@@ -31,6 +31,7 @@ TO_GC: dict[str, dict[str, str]] = {
     "remove_invalid_values": {},
     "renormalize_logits": {},
     "exponential_decay_length_penalty": {},
+    "forced_decoder_ids": {},
 }  # fmt: skip
 #: Fields transformers derives itself rather than reading from the file.
 DERIVED = {"min_tokens_to_keep", "begin_step", "max_length", "max_new_tokens"}
@@ -95,10 +96,15 @@ def to_generation_config(config: Any, registry: Registry | None = None) -> Conve
             out[spec.name] = True
         elif spec.name == "exponential_decay_length_penalty":
             out[spec.name] = [fields["start_index"], fields["decay_factor"]]
+        elif spec.name == "forced_decoder_ids":
+            out[spec.name] = [[pos, tok] for pos, tok in sorted(fields["forced_decoder_ids"].items())]
+            conv.note(where, "transformers 5 ignores forced_decoder_ids (Whisper takes task and language instead); 4.x applies it")
         for key, target in mapping.items():
             out[target] = fields[key]
         for key in sorted(
-            set(changed_fields(spec.config)) - set(mapping) - {"start_index", "decay_factor"}
+            set(changed_fields(spec.config))
+            - set(mapping)
+            - {"start_index", "decay_factor", "forced_decoder_ids"}
         ):
             if key == "min_tokens_to_keep" and fields[key] == 1:
                 continue

@@ -135,9 +135,10 @@ def logits_entries(gc: GenerationConfig, *, input_ids_seq_length: int | None, en
         shifted = not ((input_ids_seq_length or 0) > 1 or gc.forced_bos_token_id is None)
         add({"name": "begin_suppress_tokens", "begin_suppress_tokens": list(gc.begin_suppress_tokens), "begin_step": int(shifted)})
     forced = getattr(gc, "forced_decoder_ids", None)
-    if forced:
+    pairs = [list(pair) for pair in forced or () if pair[1] is not None]  # [1, null]: position 1 is free
+    if pairs:
         # Gone from transformers 5 (Whisper now uses task/language); kept for older generation_config.json files.
-        add({"name": "forced_decoder_ids", "forced_decoder_ids": [list(pair) for pair in forced]})
+        add({"name": "forced_decoder_ids", "forced_decoder_ids": pairs})
     return entries
 
 

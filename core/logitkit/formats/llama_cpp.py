@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from logitkit.errors import ConfigError, Problem
-from logitkit.formats.common import Conversion, changed_fields, run_order
+from logitkit.formats.common import Conversion, changed_fields, run_order, selects_greedily
 from logitkit.registry import Registry
 
 #: llama.cpp's default chain (common_params_sampling::samplers).
@@ -69,6 +69,8 @@ def parse_samplers(samplers: str | Sequence[str] | None) -> list[str]:
         return list(DEFAULT_SAMPLERS)
     if isinstance(samplers, str):
         text = samplers.strip()
+        if not text:
+            return []  # an empty chain: llama.cpp only samples (dist)
         if ";" in text or text.lower() in NAMES:
             parts = [p.strip() for p in text.split(";") if p.strip()]
         elif text and all(ch in LETTERS for ch in text):
@@ -125,8 +127,15 @@ def from_llama_cpp(samplers: str | Sequence[str] | None = None, **params: Any) -
     else:
         for sampler in chain:
             processors.extend(_entries(sampler, p, keep, conv))
-        if "seed" in given:
-            conv.value["selector"] = {"name": "sample", "seed": given["seed"]}
+        if "temperature" in chain and p["temperature"] <= 0 and p["dynatemp_range"] <= 0:
+            # llama.cpp keeps only the top token at temperature <= 0: greedy, and a seed changes nothing.
+            conv.value["selector"] = "greedy"
+            if "seed" in given:
+                conv.lose("seed", "temperature <= 0 picks greedily, so the seed has no effect")
+                given.pop("seed")
+        else:
+            # The chain always ends in llama.cpp's dist sampler, whatever samplers precede it.
+            conv.value["selector"] = {"name": "sample", **({"seed": given["seed"]} if "seed" in given else {})}
     if "seed" in given:
         conv.note(
             "seed",
@@ -215,8 +224,8 @@ def _entries(
         if p["dynatemp_range"] > 0:
             yield {"name": "dynamic_temperature", "temperature": p["temperature"], "range": p["dynatemp_range"],
                    "exponent": p["dynatemp_exponent"]}  # fmt: skip
-        elif p["temperature"] != 1.0:
-            yield {"temperature": max(0.0, p["temperature"])}
+        elif 0 < p["temperature"] != 1.0:
+            yield {"temperature": p["temperature"]}
     else:
         conv.lose(sampler, "logitkit has no equivalent of this llama.cpp sampler")
 
@@ -295,14 +304,17 @@ def to_llama_cpp(config: Any, registry: Registry | None = None) -> Conversion:
             params["mirostat_eta"] = selector.config.eta  # type: ignore[attr-defined]
             if selector.name == "mirostat" and selector.config.m != 100:  # type: ignore[attr-defined]
                 conv.lose("selector.m", "llama.cpp fixes mirostat's m at 100")
-        elif selector.name == "greedy":
-            if "temperature" not in chain:
-                chain.append("temperature")
-            params["temperature"] = 0.0  # llama.cpp keeps only the top token at temperature <= 0
-        elif selector.name != "sample":
+        elif selector.name not in ("sample", "greedy"):
             conv.lose(f"selector.{selector.name}", "llama.cpp has no equivalent selector")
         if seed is not None:
             params["seed"] = seed
+    if selects_greedily(resolved):
+        # Without this llama.cpp would sample at temperature 1 (its chain always ends in dist).
+        if "temperature" not in chain:
+            chain.append("temperature")
+        params["temperature"] = 0.0  # llama.cpp keeps only the top token at temperature <= 0
+    for key in resolved.tokens.model_dump(exclude_none=True):
+        conv.lose(f"tokens.{key}", "llama.cpp takes special tokens and the vocabulary from the model file")
     gen = changed_fields(resolved.generation)
     for key, value in gen.items():
         if key == "max_new_tokens":

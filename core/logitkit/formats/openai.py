@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from logitkit.formats.common import Conversion, changed_fields, run_order
+from logitkit.formats.common import Conversion, changed_fields, run_order, selects_greedily
 from logitkit.registry import Registry
 
 #: Parameters that shape the request or the response, not the sampling.
@@ -31,12 +31,15 @@ def from_openai(params: Mapping[str, Any]) -> Conversion:
     conv = Conversion({})
     processors: list[Any] = []
     generation: dict[str, Any] = {}
+    greedy = False
     for key, value in params.items():
         if key in PROCESSOR_PARAMS:
             if value is None:
                 continue
             if key == "logit_bias":
                 processors.append({key: {int(k): v for k, v in dict(value).items()}})
+            elif key == "temperature" and value == 0:
+                greedy = True
             else:
                 processors.append({key: value})
         elif key == "seed":
@@ -59,6 +62,12 @@ def from_openai(params: Mapping[str, Any]) -> Conversion:
             conv.lose(key, "not a sampling parameter; logitkit configs describe sampling only")
         else:
             conv.lose(key, "not an OpenAI chat-completions sampling parameter logitkit knows")
+    if greedy:
+        if "selector" in conv.value:
+            conv.lose("seed", "temperature 0 picks greedily, so the seed has no effect")
+            conv.notes = [n for n in conv.notes if n.parameter != "seed"]
+        conv.value["selector"] = "greedy"
+        conv.note("temperature", "OpenAI at temperature 0 is near-greedy; logitkit picks the top token")
     conv.value["processors"] = processors
     if generation:
         conv.value["generation"] = generation
@@ -90,13 +99,14 @@ def to_openai(config: Any, registry: Registry | None = None) -> Conversion:
             "order", "OpenAI parameters have no order; the server applies its own fixed order"
         )
     selector = resolved.selector
-    if selector is not None:
-        if selector.name == "greedy" and "temperature" not in params:
-            params["temperature"] = 0
-        elif selector.name == "sample":
+    if selects_greedily(resolved):
+        # Without this OpenAI would sample at temperature 1; at 0 it picks (near-)greedily.
+        params["temperature"] = 0
+    elif selector is not None:
+        if selector.name == "sample":
             if selector.config.seed is not None:  # type: ignore[attr-defined]
                 params["seed"] = selector.config.seed  # type: ignore[attr-defined]
-        elif selector.name != "greedy":
+        else:
             conv.lose(
                 f"selector.{selector.name}",
                 "OpenAI always samples (or picks greedily at temperature 0)",
