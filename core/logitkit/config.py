@@ -163,11 +163,20 @@ class _Resolver:
             return None
         for key in data:
             if key not in TOP_LEVEL_KEYS:
-                hint = _suggest(str(key), TOP_LEVEL_KEYS)
-                if not hint and key in self.reg.processors:
-                    hint = "; processors go in the 'processors:' list"
-                self.problem(str(key), f"unknown section{hint}")
+                self.problem(str(key), f"unknown section{self.section_hint(str(key))}")
         return data
+
+    def section_hint(self, key: str) -> str:
+        """Where a misplaced top-level key belongs, before a spelling guess (max_new_tokens is not 'tokens')."""
+        if key in self.reg.processors:
+            return "; processors go in the 'processors:' list"
+        if key in GenerationSettings.model_fields:
+            return f"; {key!r} belongs in the 'generation:' section"
+        if key in TokenSettings.model_fields:
+            return f"; {key!r} belongs in the 'tokens:' section"
+        if key in self.reg.selectors:
+            return f"; a selector is set with 'selector: {key}'"
+        return _suggest(key, TOP_LEVEL_KEYS)
 
     def merge_preset(self, data: dict[str, Any]) -> dict[str, Any]:
         name = data.get("preset")

@@ -12,6 +12,7 @@ import yaml
 
 from logitkit.errors import ConfigError, Problem
 from logitkit.formats import FORMATS, convert
+from logitkit.formats.sniff import guess_format
 from logitkit.loading import read_config_file
 
 HELP = "Convert sampling settings between logitkit, generation_config.json, OpenAI and llama.cpp, reporting what is lost."
@@ -49,20 +50,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _guess(path: str | None, samplers: str | None) -> str:
+def _guess(path: str | None, samplers: str | None, data: Any) -> str:
+    """The input format: from --samplers, the file name, or failing those the file's keys."""
     if samplers is not None:
         return "llama.cpp"
-    if path is None or path == "-":
-        raise ConfigError(
-            [Problem("convert", "--from", "give --from when reading stdin or parameters only")]
-        )
-    name = Path(path).name
+    name = Path(path).name if path and path != "-" else ""
     if name.endswith((".yaml", ".yml", ".toml")):
         return "logitkit"
-    if name == "generation_config.json":
+    if "generation_config" in name:
         return "generation_config"
+    fmt = guess_format(data)
+    if fmt is not None:
+        return fmt
+    where = path if path and name else "convert"
     raise ConfigError(
-        [Problem(path, "--from", "cannot tell the format from the file name; give --from")]
+        [Problem(where, "--from", "cannot tell the format from the file name or its keys; give --from")]
     )
 
 
@@ -76,7 +78,7 @@ def _param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def _read(args: argparse.Namespace, source: str) -> Any:
+def _read(args: argparse.Namespace) -> Any:
     data: Any = {}
     if args.input == "-":
         try:
@@ -104,11 +106,13 @@ def _render(value: Any, target: str, path: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    data = _read(args)
     source = (
-        ALIASES.get(args.source, args.source) if args.source else _guess(args.input, args.samplers)
+        ALIASES.get(args.source, args.source) if args.source else _guess(args.input, args.samplers, data)
     )
     target = ALIASES.get(args.target, args.target)
-    result = convert(_read(args, source), source, target)
+    origin = "<stdin>" if args.input == "-" else (args.input or "<parameters>")
+    result = convert(data, source, target, origin=origin)
     for line in result.report():
         print(line, file=sys.stderr)
     text = _render(result.value, target, args.output)

@@ -47,16 +47,24 @@ WRITERS: dict[str, Callable[[Any, Registry | None], Conversion]] = {
 }
 
 
-def convert(value: Any, source: str, target: str, registry: Registry | None = None) -> Conversion:
+def convert(
+    value: Any,
+    source: str,
+    target: str,
+    registry: Registry | None = None,
+    *,
+    origin: str | None = None,
+) -> Conversion:
     """Translate ``value`` from format ``source`` to ``target``, through a logitkit config.
 
     A logitkit result is in canonical form (see ``canonical``). Losses and notes
-    from both halves are reported together. Raises ``ConfigError`` for invalid input.
+    from both halves are reported together. Raises ``ConfigError`` for invalid
+    input; its problems name ``origin`` (the file) when given.
     """
     if target not in FORMATS:
         raise ValueError(f"unknown format {target!r}; known: {', '.join(FORMATS)}")
     first = to_logitkit(source, value)
-    config = canonical(first.value, registry)
+    config = canonical(first.value, registry, source=origin)
     if target == "logitkit":
         return Conversion(config, first.lost, first.notes)
     second = WRITERS[target](config, registry)

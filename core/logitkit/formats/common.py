@@ -101,7 +101,9 @@ def selects_greedily(resolved: ResolvedConfig) -> bool:
     return resolved.selector.name == "greedy"
 
 
-def canonical(config: Any, registry: Registry | None = None) -> dict[str, Any]:
+def canonical(
+    config: Any, registry: Registry | None = None, *, source: str | None = None
+) -> dict[str, Any]:
     """A config in its shortest equivalent form, so two configs that run the same compare equal.
 
     Defaults are dropped, entries use the shorthand where they can, ``order`` is
@@ -109,7 +111,7 @@ def canonical(config: Any, registry: Registry | None = None) -> dict[str, Any]:
     not the one logitkit would choose anyway. Raises ``ConfigError`` when invalid.
     """
     reg = registry if registry is not None else default_registry()
-    resolved = resolve(config, registry=reg)
+    resolved = resolve(config, registry=reg, source=source)
     return canonical_resolved(resolved, reg)
 
 
