@@ -64,8 +64,9 @@ def test_overridden_value_is_still_validated(reg):
         resolve(
             {"preset": "combined", "processors": [{"top_p": 1.5}]}, source="mine.yaml", registry=reg
         )
+    # The path is the user's entry, not its slot in the merged list (processors[2]).
     assert [p.line() for p in info.value.problems] == [
-        "mine.yaml: processors[2].top_p: must be > 0 and <= 1 (got 1.5)"
+        "mine.yaml: processors[0].top_p: must be > 0 and <= 1 (got 1.5)"
     ]
 
 

@@ -1,4 +1,5 @@
-"""Docs cannot drift: every built-in processor has a `## name` section under docs/processors/."""
+"""Docs cannot drift: every built-in processor has a `## name` section under docs/processors/
+(or, for the samplers of other engines, a page under docs/samplers/)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "processors"
 HEADING = re.compile(r"^## (\S+)\s*$", re.MULTILINE)
 
 
+SAMPLERS = DOCS.parent / "samplers"
+
+
 def documented() -> dict[str, Path]:
-    return {name: page for page in sorted(DOCS.glob("*.md")) for name in HEADING.findall(page.read_text(encoding="utf-8"))}
+    """``## name`` sections under docs/processors/, plus the one-page-per-sampler docs/samplers/."""
+    sections = {name: page for page in sorted(DOCS.glob("*.md")) for name in HEADING.findall(page.read_text(encoding="utf-8"))}
+    return {**sections, **{page.stem: page for page in SAMPLERS.glob("*.md") if page.stem != "index"}}
 
 
 def builtin_processors() -> set[str]:
@@ -25,7 +31,7 @@ def test_every_builtin_processor_has_a_docs_section() -> None:
     names = builtin_processors()
     assert "repetition_penalty" in names  # the registry really loaded the built-ins
     missing = sorted(names - set(documented()))
-    assert not missing, f"add a '## <name>' section under docs/processors/ for: {', '.join(missing)}"
+    assert not missing, f"add a '## <name>' section under docs/processors/ (or a docs/samplers/ page) for: {', '.join(missing)}"
 
 
 def test_each_section_has_stage_parameters_and_an_example() -> None:

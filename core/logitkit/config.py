@@ -8,6 +8,7 @@ like built-ins.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import math
@@ -27,8 +28,11 @@ from logitkit.processor import CheckContext, Processor, Selector, TokenSettings,
 from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
 from logitkit.settings import GenerationSettings
+from logitkit.stages import coerce_stage
 
-TOP_LEVEL_KEYS = ("order", "tokens", "processors", "selector", "preset", "generation")
+TOP_LEVEL_KEYS = ("order", "tokens", "processors", "selector", "preset", "generation", "on_empty_row")
+#: What a row whose every token was masked gets: the top raw-logit token, or an error naming the stage.
+EMPTY_ROW_POLICIES = ("top", "error")
 BUILTIN_ORDERS = ("stage", "listed")
 
 
@@ -41,6 +45,10 @@ class ProcessorSpec:
     config: BaseModel
     #: Index in the config as written (after preset merging).
     position: int
+    #: ``stage:`` / ``priority:`` set on the entry, overriding the class's own (``cls`` is then placed there).
+    placement: tuple[tuple[str, int], ...] = ()
+    #: Where the entry is in the file the user wrote (a preset's own entries say so), for messages.
+    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,8 @@ class ResolvedConfig:
     generation: GenerationSettings
     preset: str | None = None
     listed: tuple[ProcessorSpec, ...] = field(default=(), repr=False)
+    #: The config's ``on_empty_row:`` (None: not set, the pipeline's default applies).
+    on_empty_row: str | None = None
 
 
 def allow_import_from_env() -> bool:
@@ -146,6 +156,11 @@ class _Resolver:
         self.source = source
         self.allow_import = allow_import
         self.problems: list[Problem] = []
+        #: Per merged processor entry, its path in what the user wrote (set when a preset is merged).
+        self.entry_paths: list[str] | None = None
+
+    def entry_path(self, index: int) -> str:
+        return self.entry_paths[index] if self.entry_paths is not None else f"processors[{index}]"
 
     def problem(self, path: str, reason: str) -> None:
         self.problems.append(Problem(self.source, path, reason))
@@ -189,11 +204,11 @@ class _Resolver:
         base = self.reg.config_presets[name].value
         base = {"processors": base} if isinstance(base, list) else dict(base)
         merged = {**base, **{k: v for k, v in data.items() if k != "processors"}}
-        merged["processors"] = _merge_processors(base.get("processors", []), data.get("processors", []), self.reg)
+        processors, self.entry_paths = _merge_processors(name, base.get("processors", []), data.get("processors", []), self.reg)
+        merged["processors"] = processors
         return merged
 
-    def entry(self, index: int, raw: Any) -> ProcessorSpec | None:
-        path = f"processors[{index}]"
+    def entry(self, index: int, raw: Any, path: str) -> ProcessorSpec | None:
         name, fields = self.split_entry(path, raw)
         if name is None:
             return None
@@ -206,6 +221,9 @@ class _Resolver:
         fields = self.expand_shorthand(cls, fields, path)
         if fields is None:
             return None
+        placement = self.placement(cls, fields, path)
+        if placement is None:
+            return None
         try:
             config = cls.Config.model_validate(fields)
         except ValidationError as exc:
@@ -214,7 +232,28 @@ class _Resolver:
         except Exception as exc:  # a validator raising what pydantic does not wrap (TypeError, ...)
             self.problem(path, f"invalid config for {name!r}: {type(exc).__name__}: {exc}")
             return None
-        return ProcessorSpec(cls.name, cls, config, index)
+        placed = placed_class(cls, placement) if placement else cls
+        return ProcessorSpec(cls.name, placed, config, index, placement, path)
+
+    def placement(self, cls: type[Processor], fields: dict[str, Any], path: str) -> tuple[tuple[str, int], ...] | None:
+        """Pop ``stage:`` and ``priority:`` from an entry (unless the processor has such fields)."""
+        out: list[tuple[str, int]] = []
+        for key in ("stage", "priority"):
+            if key not in fields or key in cls.Config.model_fields:
+                continue
+            value = fields.pop(key)
+            if key == "stage":
+                try:
+                    out.append((key, coerce_stage(value)))
+                except ValueError as exc:
+                    self.problem(f"{path}.stage", str(exc))
+                    return None
+            elif isinstance(value, int) and not isinstance(value, bool):
+                out.append((key, value))
+            else:
+                self.problem(f"{path}.priority", f"must be an integer (got {value!r})")
+                return None
+        return tuple(out)
 
     def split_entry(self, path: str, raw: Any) -> tuple[str | None, Any]:
         if isinstance(raw, str):
@@ -279,8 +318,13 @@ class _Resolver:
             name, fields = raw, {}
         elif isinstance(raw, dict) and isinstance(raw.get("name"), str):
             name, fields = raw["name"], {k: v for k, v in raw.items() if k != "name"}
+        elif isinstance(raw, dict) and len(raw) == 1 and str(next(iter(raw))) in self.reg.selectors:
+            shorthand = self.selector_shorthand(raw)
+            if shorthand is None:
+                return None
+            name, fields = shorthand
         else:
-            self.problem("selector", "must be a selector name or a mapping with 'name'")
+            self.problem("selector", "must be a selector name, a mapping with 'name', or the shorthand '{sample: 42}'")
             return None
         entry = self.reg.selectors.get(name)
         if entry is None:
@@ -295,6 +339,20 @@ class _Resolver:
             self.problem("selector", f"invalid config for {name!r}: {type(exc).__name__}: {exc}")
             return None
         return SelectorSpec(name, entry.cls, config)
+
+    def selector_shorthand(self, raw: dict[Any, Any]) -> tuple[str, dict[str, Any]] | None:
+        """``{sample: 42}`` sets the selector's primary field; ``{mirostat: {tau: 3}}`` lists fields."""
+        ((key, value),) = raw.items()
+        name = str(key)
+        cls = self.reg.selectors[name].cls
+        if isinstance(value, dict):
+            return name, dict(value)
+        if value is True or value is None:
+            return name, {}
+        if cls.primary is None:
+            self.problem(f"selector.{name}", f"selector {name!r} has no primary field; write 'selector: {name}' or list its fields")
+            return None
+        return name, {cls.primary: value}
 
     def model_section(self, data: dict[str, Any], key: str, model: type[BaseModel]) -> Any:
         raw = data.get(key) or {}
@@ -317,6 +375,21 @@ class _Resolver:
         return value
 
 
+_PLACED: dict[tuple[int, tuple[tuple[str, int], ...]], tuple[type[Processor], type[Processor]]] = {}
+
+
+def placed_class(cls: type[Processor], placement: tuple[tuple[str, int], ...]) -> type[Processor]:
+    """``cls`` at another stage or priority: a subclass, so everything that reads ``cls.stage`` sees the move.
+
+    One subclass per (class, placement), so two configs with the same placement share it.
+    """
+    key = (id(cls), placement)
+    if key not in _PLACED:  # the value keeps ``cls`` alive, so its id is never reused
+        attrs = {**dict(placement), "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        _PLACED[key] = (cls, type(cls.__name__, (cls,), attrs))
+    return _PLACED[key][1]
+
+
 def _takes_mapping(annotation: Any) -> bool:
     """True when a field's type is a dict (or a union holding one)."""
     origin = typing.get_origin(annotation)
@@ -334,7 +407,7 @@ def vocab_problems(specs: Iterable[ProcessorSpec], tokens: TokenSettings) -> lis
     for name in ("eos", "bos", "pad", "decoder_start"):
         found.extend((f"tokens.{path}", token) for path, token in walk_token_ids(name, getattr(tokens, name)))
     for spec in specs:
-        found.extend((f"processors[{spec.position}].{path}", token) for path, token in spec.cls.token_ids(spec.config))
+        found.extend((f"{spec.path}.{path}", token) for path, token in spec.cls.token_ids(spec.config))
     return [
         (path, f"token id {token} is outside the vocabulary (tokens.vocab_size = {vocab})")
         for path, token in found
@@ -357,6 +430,16 @@ def flag_switched_off(raw: Any, reg: Registry) -> bool:
     return (cls.primary or (cls.name if cls.name in cls.Config.model_fields else None)) is None
 
 
+def _completed(spec: ProcessorSpec, context: CheckContext, r: _Resolver) -> ProcessorSpec:
+    """``spec`` with its config completed from the rest of the config (``Processor.complete``)."""
+    try:
+        config = spec.cls.complete(spec.config, context)
+    except Exception as exc:  # a plugin's complete must not crash validation
+        r.problem(spec.path, f"complete failed in {spec.name!r}: {type(exc).__name__}: {exc}")
+        return spec
+    return spec if config is spec.config else dataclasses.replace(spec, config=config)
+
+
 def forced_suppressed_conflicts(ordered: Iterable[ProcessorSpec]) -> list[tuple[str, str]]:
     """A token forced and then suppressed leaves its row empty; suppressed and then forced, the force wins.
 
@@ -370,10 +453,10 @@ def forced_suppressed_conflicts(ordered: Iterable[ProcessorSpec]) -> list[tuple[
             for token in sorted(spec.cls.suppressed_tokens(spec.config)):
                 if token in forced:
                     reason = f"token {token} is forced by {forced[token].name!r} and then suppressed by {spec.name!r}, which empties the row"
-                    problems.append((f"processors[{spec.position}]", reason))
+                    problems.append((spec.path, reason))
             forced.update(dict.fromkeys(spec.cls.forced_tokens(spec.config), spec))
         except Exception as exc:  # a plugin's token hooks must not crash validation
-            problems.append((f"processors[{spec.position}]", f"check failed in {spec.name!r}: {type(exc).__name__}: {exc}"))
+            problems.append((spec.path, f"check failed in {spec.name!r}: {type(exc).__name__}: {exc}"))
     return problems
 
 
@@ -388,19 +471,36 @@ def _entry_name(raw: Any) -> str | None:
     return None
 
 
-def _merge_processors(base: list[Any], override: Any, reg: Registry) -> list[Any]:
-    """A preset's processors, with same-named entries from the user's config merged over them."""
+def _merge_processors(preset: str, base: list[Any], override: Any, reg: Registry) -> tuple[Any, list[str] | None]:
+    """A preset's processors, with same-named entries from the user's config merged over them.
+
+    ``- top_k: false`` removes the preset's top_k. Also returns each merged entry's
+    path in what the user wrote: ``processors[i]`` for the user's own entries (merged
+    or added), ``preset <name> processors[i]`` for the preset's untouched ones.
+    """
     if not isinstance(override, list):
-        return override  # type: ignore[no-any-return]  # reported later as a type problem
+        return override, None  # reported later as a type problem
     merged = list(base)
-    for raw in override:
+    paths = [f"preset {preset} processors[{i}]" for i in range(len(base))]
+    removed: list[int] = []
+    for index, raw in enumerate(override):
         name = _entry_name(raw)
         slot = next((i for i, b in enumerate(merged) if name is not None and _entry_name(b) == name), None)
         if slot is None:
             merged.append(raw)
+            paths.append(f"processors[{index}]")
+        elif _is_off(raw):
+            removed.append(slot)
         else:
             merged[slot] = {"name": name, **_as_fields(merged[slot], reg), **_as_fields(raw, reg)}
-    return merged
+            paths[slot] = f"processors[{index}]"
+    keep = [i for i in range(len(merged)) if i not in removed]
+    return [merged[i] for i in keep], [paths[i] for i in keep]
+
+
+def _is_off(raw: Any) -> bool:
+    """``- name: false``: the entry switches the processor off."""
+    return isinstance(raw, dict) and len(raw) == 1 and next(iter(raw.values())) is False
 
 
 def _as_fields(raw: Any, reg: Registry) -> dict[str, Any]:
@@ -465,26 +565,30 @@ def resolve(
     if not isinstance(raw_processors, list):
         r.problem("processors", f"must be a list, not {type(raw_processors).__name__}")
     else:
-        first_seen: dict[str, int] = {}
+        first_path: dict[str, str] = {}
         for i, raw in enumerate(raw_processors):
             if flag_switched_off(raw, reg):
                 continue  # '- remove_invalid_values: false' switches a flag processor off
-            spec = r.entry(i, raw)
+            spec = r.entry(i, raw, r.entry_path(i))
             if spec is None:
                 continue
-            if spec.name in first_seen:
-                r.problem(f"processors[{i}]", f"duplicate processor {spec.name!r} (also at processors[{first_seen[spec.name]}])")
+            if spec.name in first_path:
+                r.problem(spec.path, f"duplicate processor {spec.name!r} (also at {first_path[spec.name]})")
                 continue
-            first_seen[spec.name] = i
+            first_path[spec.name] = spec.path
             specs.append(spec)
 
     selector = r.selector(top.get("selector"))
     order = r.order(top.get("order"))
     preset = top.get("preset") if isinstance(top.get("preset"), str) else None
+    on_empty_row = top.get("on_empty_row")
+    if on_empty_row is not None and on_empty_row not in EMPTY_ROW_POLICIES:
+        r.problem("on_empty_row", f"must be one of {', '.join(EMPTY_ROW_POLICIES)} (got {on_empty_row!r})")
 
     check_ctx = CheckContext(tokens=tokens, generation=generation, processors=tuple(s.name for s in specs))
+    specs = [_completed(spec, check_ctx, r) for spec in specs]
     for spec in specs:
-        path = f"processors[{spec.position}]"
+        path = spec.path
         try:
             for reason in spec.cls.check(spec.config, check_ctx):
                 r.problem(path, reason)
@@ -510,7 +614,7 @@ def resolve(
         r.problem(path, reason)
     if r.problems:
         raise ConfigError(r.problems)
-    return ResolvedConfig(source, order, tokens, tuple(ordered), selector, generation, preset, tuple(specs))
+    return ResolvedConfig(source, order, tokens, tuple(ordered), selector, generation, preset, tuple(specs), on_empty_row)
 
 
 def problems_of(obj: Any, **kwargs: Any) -> list[Problem]:

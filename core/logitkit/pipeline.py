@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from logitkit import fastpath, rowgroups
-from logitkit.config import ResolvedConfig, resolve
+from logitkit.config import EMPTY_ROW_POLICIES, ResolvedConfig, resolve
 from logitkit.contract_checks import (
     ProcessorContractError,
     apply_checked,
@@ -33,7 +33,6 @@ log = logging.getLogger("logitkit.pipeline")
 NEG_INF = float("-inf")
 
 #: What happens when the processors remove every token of a row.
-EMPTY_ROW_POLICIES = ("top", "error")
 
 #: Context keys that are StepContext fields; any other context key goes to ``ctx.extra``.
 _STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepContext))
@@ -142,7 +141,7 @@ class Pipeline:
         registry: Registry | None = None,
         allow_import: bool | None = None,
         check: bool | None = None,
-        on_empty_row: str = "top",
+        on_empty_row: str | None = None,
         **context: Any,
     ) -> Pipeline:
         """Build a pipeline from a dict, a list, a path to .yaml/.yml/.json/.toml, or a resolved config.
@@ -243,7 +242,7 @@ class Pipeline:
         *,
         registry: Registry | None = None,
         check: bool | None = None,
-        on_empty_row: str = "top",
+        on_empty_row: str | None = None,
         **context: Any,
     ) -> Pipeline:
         reg = registry if registry is not None else default_registry()
@@ -265,7 +264,7 @@ class Pipeline:
             order=resolved.order,
             source=resolved.source,
             check=check,
-            on_empty_row=on_empty_row,
+            on_empty_row=on_empty_row or resolved.on_empty_row or "top",  # an argument beats the config
             **context,
         )
 

@@ -259,8 +259,17 @@ class Processor:
         return ()
 
     @classmethod
+    def complete(cls, config: BaseModel, context: CheckContext) -> BaseModel:
+        """The config with unset fields taken from the rest of the config; runs before ``check``.
+
+        For example ``forced_eos_token_id`` takes ``generation.max_new_tokens``.
+        The default returns ``config`` as it is.
+        """
+        return config
+
+    @classmethod
     def forced_tokens(cls, config: BaseModel) -> set[int]:
-        """Token ids this processor forces; a token both forced and suppressed is a config error."""
+        """Token ids this processor forces; a token forced and then suppressed is a config error."""
         return set()
 
     @classmethod

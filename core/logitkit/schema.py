@@ -6,10 +6,16 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from logitkit.config import BUILTIN_ORDERS
+from logitkit.config import BUILTIN_ORDERS, EMPTY_ROW_POLICIES
 from logitkit.processor import TokenSettings
 from logitkit.registry import Registry
 from logitkit.settings import GenerationSettings
+
+#: The fields every full-form entry takes besides its processor's own: where it runs.
+PLACEMENT_FIELDS: tuple[tuple[str, Any, str], ...] = (
+    ("stage", int | str, "run at this stage instead of the processor's own (a value 1..999 or a stage name)"),
+    ("priority", int, "order within the stage instead of the processor's own"),
+)
 
 
 def _entry_models(name: str, cls: type[Any]) -> list[type[BaseModel]]:
@@ -19,6 +25,11 @@ def _entry_models(name: str, cls: type[Any]) -> list[type[BaseModel]]:
         f"{title}Entry",
         __base__=config,
         name=(Literal[name], Field(description=f"the {name!r} processor")),  # type: ignore[call-overload, arg-type]
+        **{
+            key: (kind | None, Field(default=None, description=doc))
+            for key, kind, doc in PLACEMENT_FIELDS
+            if key not in config.model_fields
+        },  # type: ignore[call-overload]
     )
     nested = create_model(
         f"{title}Nested",
@@ -72,6 +83,7 @@ def build_json_schema(reg: Registry) -> dict[str, Any]:
         "processors": (list[processor_entry], []),  # type: ignore[valid-type]
         "selector": (Union[(Literal[selector_names], *selector_models, None)], None),  # type: ignore[valid-type]
         "generation": (GenerationSettings, None),
+        "on_empty_row": (Literal[EMPTY_ROW_POLICIES] | None, None),  # type: ignore[valid-type]
     }
     if presets:
         fields["preset"] = (Literal[presets] | None, None)  # type: ignore[valid-type]

@@ -91,12 +91,24 @@ class ForcedEOS(Processor):
         self.masks = MaskCache(self.token_ids)
 
     @classmethod
+    def complete(cls, config: Any, context: CheckContext) -> Any:
+        # Without a length of its own, force at the generation section's limit.
+        if config.max_length is not None or config.max_new_tokens is not None:
+            return config
+        generation = context.generation
+        if generation.max_new_tokens is not None:
+            return config.model_copy(update={"max_new_tokens": generation.max_new_tokens})
+        if generation.max_length is not None:
+            return config.model_copy(update={"max_length": generation.max_length})
+        return config
+
+    @classmethod
     def check(cls, config: Any, context: CheckContext) -> Iterable[str]:
         ids = config.forced_eos_token_id if config.forced_eos_token_id is not None else context.tokens.eos
         if not ids:
             yield "needs a token: set forced_eos_token_id, or 'tokens: {eos: ID}' in the config"
         if (config.max_length is None) == (config.max_new_tokens is None):
-            yield "set exactly one of max_length or max_new_tokens (the position whose token is forced)"
+            yield "set exactly one of max_length or max_new_tokens (the position whose token is forced), or generation.max_new_tokens"
 
     @classmethod
     def forced_tokens(cls, config: Any) -> set[int]:

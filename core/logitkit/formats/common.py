@@ -89,6 +89,18 @@ def entry_for(name: str, cls: Any, config: BaseModel) -> Any:
     return {"name": name, **fields}
 
 
+def placed_entry(entry: Any, spec: ProcessorSpec) -> Any:
+    """An entry with its ``stage:`` / ``priority:`` override, in the full form that can carry them."""
+    if not spec.placement:
+        return entry
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    elif "name" not in entry:
+        primary = primary_field(spec.cls)
+        entry = {"name": spec.name, **({primary: entry[spec.name]} if primary else {})}
+    return {**entry, **dict(spec.placement)}
+
+
 def samples(classes: list[Any]) -> bool:
     """The default selector's rule: sample when a temperature or truncation stage is present."""
     return any(int(Stage.TEMPERATURE) <= int(cls.stage) < int(Stage.WATERMARK) for cls in classes)
@@ -124,7 +136,7 @@ def canonical_resolved(resolved: ResolvedConfig, reg: Registry) -> dict[str, Any
     tokens = resolved.tokens.model_dump(exclude_none=True)
     if tokens:
         out["tokens"] = tokens
-    out["processors"] = [entry_for(s.name, s.cls, s.config) for s in run]
+    out["processors"] = [placed_entry(entry_for(s.name, s.cls, s.config), s) for s in run]
     selector = resolved.selector
     if selector is not None:
         default = "sample" if samples([s.cls for s in run]) else "greedy"
@@ -134,6 +146,8 @@ def canonical_resolved(resolved: ResolvedConfig, reg: Registry) -> dict[str, Any
     generation = changed_fields(resolved.generation)
     if generation:
         out["generation"] = generation
+    if resolved.on_empty_row is not None:
+        out["on_empty_row"] = resolved.on_empty_row
     return out
 
 
