@@ -89,7 +89,8 @@ def test_two_distributions_with_the_same_plugin_name(
     ]
     reg = build_registry(env={})
     (failure,) = [f for f in reg.failures if f.plugin == "twin"]
-    loaded, refused = twins[0].entry_point.value, twins[1].entry_point.value  # type: ignore[union-attr]
+    versions = {"lk_same_name_a": "lk-twin-a 1.0", "lk_same_name_b": "lk-twin-b 2.0"}
+    loaded, refused = (f"{v} from {versions[v]}" for v in (t.entry_point.value for t in twins))  # type: ignore[union-attr]
     assert (
         f"another plugin already uses this name ({loaded}); {refused} was not loaded"
         in failure.error

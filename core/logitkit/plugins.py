@@ -67,14 +67,17 @@ def strict_mode(env: Mapping[str, str] | None = None) -> bool:
 def discover(env: Mapping[str, str] | None = None) -> list[PluginSource]:
     """The installed entry points in group ``logitkit``, built-ins first."""
     env = os.environ if env is None else env
-    found: dict[tuple[str, str], PluginSource] = {}
+    found: dict[tuple[str, str, str], PluginSource] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = getattr(ep, "dist", None)
         version = dist.version if dist is not None else "?"
-        builtin = ep.value.split(":")[0] == BUILTINS_MODULE
-        # The same entry point can be visible twice (editable + site install); keep the first.
-        # Two different plugins under one name are both kept: loading reports the second by name.
-        found.setdefault((ep.name, ep.value), PluginSource(ep.name, version, builtin, entry_point=ep))
+        dist_name = dist.metadata["Name"] if dist is not None else "?"
+        builtin = ep.value.split(":")[0] == BUILTINS_MODULE and dist_name == "logitkit"
+        # The same distribution can be visible twice (editable + site install); keep the first.
+        # Two distributions with one entry-point name are both kept, even when the entry points
+        # read the same (a scaffold named after the built-ins): loading reports the second by name.
+        key = (ep.name, ep.value, dist_name)
+        found.setdefault(key, PluginSource(ep.name, version, builtin, entry_point=ep))
     return sorted(found.values(), key=lambda s: (not s.builtin, s.name))
 
 

@@ -233,15 +233,18 @@ class _Staging:
 
 
 def _origin(source: PluginSource) -> str:
-    """Where a plugin comes from, for messages: its entry point's target or 'inline'."""
-    return source.entry_point.value if source.entry_point is not None else "inline"
+    """Where a plugin comes from, for messages: its entry point's target and distribution, or 'inline'."""
+    if source.entry_point is None:
+        return "inline"
+    dist = getattr(source.entry_point, "dist", None)
+    where = f" from {dist.metadata['Name']} {dist.version}" if dist is not None else ""
+    return f"{source.entry_point.value}{where}"
 
 
 def _fail(registry: Registry, failure: PluginFailure, strict: bool) -> None:
     registry.failures.append(failure)
-    log.warning(failure.line())
-    if strict:
-        raise plugin_loading.PluginLoadError(failure.line())
+    if not strict:  # strict mode reports every failure once, in the error raised after loading
+        log.warning(failure.line())
 
 
 def build_registry(
@@ -301,6 +304,10 @@ def build_registry(
         info.registered = staging.commit()
         registry.plugins.append(info)
     pm.check_pending()
+    if strict and registry.failures:
+        raise plugin_loading.PluginLoadError(
+            "\n".join(f.line() for f in registry.failures) + "\n(LOGITKIT_STRICT_PLUGINS is set: a failing plugin is fatal)"
+        )
     return registry
 
 

@@ -33,6 +33,25 @@ def names_for(name: str) -> dict[str, str]:
     }
 
 
+def taken_by(values: dict[str, str]) -> str | None:
+    """Why a plugin with these names would clash with what is installed, or ``None``."""
+    from importlib.metadata import entry_points
+    from importlib.util import find_spec
+
+    for ep in entry_points(group="logitkit"):
+        if ep.name == values["name"]:
+            dist = getattr(ep, "dist", None)
+            owner = f" ({dist.metadata['Name']})" if dist is not None else ""
+            return f"an installed plugin{owner} already uses the entry-point name {values['name']!r}"
+    try:
+        spec = find_spec(values["package"])
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        return f"the Python package {values['package']!r} is already installed; it would be shadowed"
+    return None
+
+
 def render(template: str, values: dict[str, str]) -> str:
     return re.sub(r"\{\{(\w+)\}\}", lambda m: values[m.group(1)], template)
 
@@ -40,6 +59,9 @@ def render(template: str, values: dict[str, str]) -> str:
 def write_plugin(name: str, parent: Path, *, force: bool = False) -> Path:
     """Write the package ``logitkit-NAME`` under ``parent``; returns its folder."""
     values = names_for(name)
+    clash = taken_by(values)
+    if clash is not None:
+        raise ConfigError([Problem("new-plugin", "NAME", f"{name!r}: {clash}; choose another name")])
     root = parent / values["distribution"]
     if root.exists() and any(root.iterdir()) and not force:
         raise ConfigError(

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from logitkit.processor import Processor, Selector, StepContext, TokenSettings
 from logitkit.stages import Stage
@@ -52,11 +52,28 @@ def factory_for(
     if not isinstance(target, type):
         return lambda: copy.deepcopy(target)
     cls: Any = target
-    model = (
-        config if isinstance(config, BaseModel) else cls.Config.model_validate(dict(config or {}))
-    )
+    if isinstance(config, BaseModel):
+        model = config
+    else:
+        try:
+            model = cls.Config.model_validate(dict(config or {}))
+        except ValidationError as exc:
+            raise ContractViolation(_config_problem(cls, config, exc)) from None
     settings_ = tokens or TokenSettings()
     return lambda: cls(model, settings_)
+
+
+def _config_problem(cls: Any, config: Mapping[str, Any] | None, exc: ValidationError) -> str:
+    """One line for an example config that does not validate, naming the fields."""
+    name = getattr(cls, "name", cls.__name__)
+    missing = [str(e["loc"][0]) for e in exc.errors() if e["type"] == "missing" and e["loc"]]
+    if missing and not config:
+        return (
+            f"{name}: its Config has required fields ({', '.join(missing)}) and no example config was given; "
+            f"pass one, e.g. contract_tests(..., configs={{{name!r}: {{{missing[0]!r}: ...}}}})"
+        )
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+    return f"{name}: the example config {dict(config or {})!r} is invalid: {problems}"
 
 
 def context_for(
@@ -277,7 +294,15 @@ def _run(
     )
     @given(case=step_cases(batch=batch, vocab=vocab, dtypes=dtypes, length=length))
     def run(case: StepCase) -> None:
-        check(make, case)
+        try:
+            check(make, case)
+        except IndexError as exc:
+            # The usual cause: a processor bound to a tokenizer or fixed ids, run on a small vocabulary.
+            size = case.scores.shape[-1]
+            raise ContractViolation(
+                f"IndexError at vocabulary size {size}: {exc}; a processor bound to a tokenizer or to "
+                f"token ids needs a vocabulary that holds them: pass vocab=(n, n)"
+            ) from exc
 
     run()
 

@@ -57,6 +57,7 @@ def contract_tests(
     tokens: TokenSettings | None = None,
     context: Mapping[str, Any] | None = None,
     derandomize: bool = True,
+    vocab: tuple[int, int] = (2, 48),
 ) -> Callable[..., None]:
     """A pytest test, parametrized over every processor and selector that ``plugin`` registers.
 
@@ -70,7 +71,10 @@ def contract_tests(
     every run unless ``derandomize=False``. ``tokens`` (the
     config's ``tokens:`` section) and ``context`` (e.g. ``{"model": fake_model}``) reach
     every check. Each entry also runs ``check_row_contract`` (rows alone and in mixed
-    batches, continuous batching, fresh states, threads). When the plugin
+    batches, continuous batching, fresh states, threads). ``vocab`` is the (smallest,
+    largest) vocabulary size to generate (default 2..48); a processor bound to a tokenizer
+    needs one as large as its vocabulary, e.g. ``vocab=(tok.vocab_size, tok.vocab_size)``.
+    When the plugin
     registers nothing (not installed, or failed to load), the test fails and says so.
     """
     import pytest
@@ -102,8 +106,9 @@ def contract_tests(
             pytest.fail(reason)
         check = check_processor_contract if kind == "processor" else check_selector_contract
         check(
-            cls, config, examples=examples, tokens=tokens, context=context, derandomize=derandomize
-        )
-        check_row_contract(cls, config, tokens=tokens, context=context)
+            cls, config, examples=examples, tokens=tokens, context=context, derandomize=derandomize,
+            vocab=vocab,
+        )  # fmt: skip
+        check_row_contract(cls, config, tokens=tokens, context=context, vocab=vocab[1])
 
     return test_contract  # type: ignore[no-any-return]  # pytest's decorator is untyped
