@@ -354,6 +354,20 @@ class _Resolver:
             return None
         return name, {cls.primary: value}
 
+    def search_options(self, search: str | None, options: dict[str, Any]) -> None:
+        """A strategy's options must fit the ``Config`` model it declares."""
+        if search is None:
+            self.problem("generation.search_options", "set generation.search to the strategy these options are for")
+            return
+        model = getattr(self.reg.search_strategies[search].value, "Config", None)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            self.problem("generation.search_options", f"search strategy {search!r} takes no options (it declares no Config)")
+            return
+        try:
+            model.model_validate(options)
+        except ValidationError as exc:
+            self.problems.extend(validation_problems(exc, model, self.source, "generation.search_options"))
+
     def model_section(self, data: dict[str, Any], key: str, model: type[BaseModel]) -> Any:
         raw = data.get(key) or {}
         if not isinstance(raw, dict):
@@ -603,6 +617,8 @@ def resolve(
     if search is not None and search not in reg.search_strategies:
         known = ", ".join(sorted(reg.search_strategies)) or "none"
         r.problem("generation.search", f"unknown search strategy {search!r}{_suggest(search, reg.search_strategies)}; known: {known}")
+    elif generation.search_options:
+        r.search_options(search, generation.search_options)
 
     if r.problems:
         raise ConfigError(r.problems)

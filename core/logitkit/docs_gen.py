@@ -1,7 +1,8 @@
 """Generate docs pages from the code, so they cannot drift: ``python -m logitkit.docs_gen [--check]``.
 
 Today it writes the hook reference, ``docs/plugins/hooks.md``, from the
-hookspecs' signatures and docstrings. ``--check`` writes nothing and exits 1
+hookspecs' signatures and docstrings, plus the step context and the search
+job (``logitkit.docs_context``). ``--check`` writes nothing and exits 1
 when the committed page differs from what the code gives.
 """
 
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from logitkit import hookspecs
+from logitkit.docs_context import render_extension_points
 
 #: The repository's docs folder (the generator runs from a source checkout).
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -48,6 +50,7 @@ def render_hooks() -> str:
         typed = f"def {name}{signature}".replace("'", "")
         doc = inspect.getdoc(fn) or ""
         parts.append(f"\n### {name}({params})\n\n```python\n{typed}\n```\n\n{doc}\n")
+    parts.append(render_extension_points())
     return "".join(parts)
 
 

@@ -53,5 +53,9 @@ def register_search_strategies(register: Callable[..., None]) -> None:
 
     ``strategy(job)`` takes a ``logitkit.decoding.DecodingJob`` and returns a
     ``logitkit.decoding.GenerationOutput``; the ``search`` setting selects it by name.
+    A strategy with parameters of its own declares them as a pydantic model in
+    ``strategy.Config``: ``generation.search_options`` is validated against it
+    with the config, and the strategy reads it with
+    ``strategy.Config.model_validate(job.settings.search_options)``.
     """
 

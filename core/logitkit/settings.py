@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -37,6 +37,8 @@ class GenerationSettings(StrictModel):
     output_logits: bool = False
     #: A registered search strategy; unset picks decode, beam_search or group_beam_search from num_beams.
     search: str | None = None
+    #: The search strategy's own parameters, checked against its ``Config`` model (see docs/plugins/hooks.md).
+    search_options: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _beams_fit(self) -> GenerationSettings:

@@ -36,7 +36,7 @@ TO_GC: dict[str, dict[str, str]] = {
 #: Fields transformers derives itself rather than reading from the file.
 DERIVED = {"min_tokens_to_keep", "begin_step", "max_length", "max_new_tokens"}
 #: GenerationConfig fields that become logitkit's ``generation:`` section.
-GENERATION_FIELDS = set(GenerationSettings.model_fields) - {"seed", "token_healing"}
+GENERATION_FIELDS = set(GenerationSettings.model_fields) - {"seed", "token_healing", "search_options"}
 #: Fields read by the logits translation, the tokens section or the selector.
 CONSUMED = {
     *(gc for mapping in TO_GC.values() for gc in mapping.values()), "do_sample", "remove_invalid_values",
