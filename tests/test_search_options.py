@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _generation_helpers import tiny_llama
 from pydantic import BaseModel, Field
 
 import logitkit
-from _generation_helpers import tiny_llama
 from logitkit import ConfigError
 from logitkit.config import resolve
 from logitkit.decoding import DecodingJob, GenerationOutput
