@@ -54,7 +54,7 @@ def test_options_are_validated_against_the_strategy_config(strategies: Registry)
     assert "generation.search_options.steps: must be >= 1 (got 0)" in str(info.value)
     with pytest.raises(ConfigError, match="search strategy 'plain' takes no options"):
         resolve({"generation": {"search": "plain", "search_options": {"steps": 3}}}, registry=strategies)
-    with pytest.raises(ConfigError, match="set generation.search to the strategy these options are for"):
+    with pytest.raises(ConfigError, match=r"set generation\.search to the strategy these options are for"):
         resolve({"generation": {"search_options": {"steps": 3}}}, registry=strategies)
 
 
