@@ -9,17 +9,20 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 # Wide enough in pipes and CI logs, where rich would otherwise assume 80 columns.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+# markup=False: names, paths and parameter values print as written, never as rich markup.
+console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    grid = Table(title=title, show_lines=False)
+    grid = Table(title=None if title is None else Text(title), show_lines=False)
     for column in columns:
         grid.add_column(column, overflow="fold")
     for row in rows:
-        grid.add_row(*("" if cell is None else str(cell) for cell in row))
+        # Text, not markup: a value such as the regex 'def [a-z_]{1,12}' must print as written.
+        grid.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console.print(grid)
 
 

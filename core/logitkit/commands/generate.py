@@ -27,7 +27,8 @@ SMALL_MODEL_PARAMETERS = 50_000_000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "prompt", nargs="?", default="", metavar="PROMPT", help="text to continue (default: empty)"
+        "prompt", nargs="?", default="", metavar="PROMPT",
+        help="text to continue (default: empty); '-' reads it from standard input",
     )
     parser.add_argument("--config", "-c", metavar="FILE", help="YAML, JSON or TOML pipeline config")
     parser.add_argument(
@@ -116,6 +117,14 @@ class StreamDecoder:
         return piece
 
 
+def read_prompt(prompt: str) -> str:
+    """The prompt argument, or with ``-`` standard input less the one newline a shell pipe adds."""
+    if prompt != "-":
+        return prompt
+    text = sys.stdin.read()
+    return text[:-1] if text.endswith("\n") else text
+
+
 def run(args: argparse.Namespace) -> int:
     from logitkit.demo import load_codec, load_model
     from logitkit.generation import generate
@@ -138,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_resolved(resolved, tokenizer=codec.tokenizer)
     max_new = args.max_new_tokens or resolved.generation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
 
-    prompt_ids = codec.encode(args.prompt)
+    prompt = read_prompt(args.prompt)
+    prompt_ids = codec.encode(prompt)
     if not prompt_ids:
         print(
             "error: the prompt encodes to no tokens and the model has no start token",
@@ -146,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-    sys.stdout.write(args.prompt)
+    sys.stdout.write(prompt)
     sys.stdout.flush()
 
     decoder = StreamDecoder(codec.decode)

@@ -1,4 +1,4 @@
-"""``logitkit list``: every registered processor and selector."""
+"""``logitkit list``: every registered processor, selector, config preset and order preset."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from logitkit.commands._output import console, print_json, table
 from logitkit.registry import registry
 from logitkit.stages import stage_label
 
-HELP = "List registered processors and selectors: name, stage, plugin, version."
+HELP = "List registered processors, selectors and presets: name, stage, plugin, version."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +31,14 @@ def run(args: argparse.Namespace) -> int:
                     {"name": e.name, "plugin": e.plugin, "version": e.version, "replaced": e.replaced, "summary": e.summary}
                     for e in selectors
                 ],
+                "presets": [
+                    {"name": e.name, "plugin": e.plugin, "description": e.description}
+                    for e in sorted(reg.config_presets.values(), key=lambda e: e.name)
+                ],
+                "orders": [
+                    {"name": e.name, "plugin": e.plugin, "description": e.description}
+                    for e in sorted(reg.order_presets.values(), key=lambda e: e.name)
+                ],
             }
         )
         return 0
@@ -42,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     table("Processors (in default run order)", ("name", "stage", "priority", "plugin", "version", "override", "summary"), rows)
     sel_rows = [(e.name, e.plugin, e.version, f"replaces {e.replaced}'s" if e.replaced else "", e.summary) for e in selectors]
     table("Selectors", ("name", "plugin", "version", "override", "summary"), sel_rows)
+    for title, named in (("Config presets (preset: NAME, --preset NAME)", reg.config_presets),
+                         ("Order presets (order: NAME)", reg.order_presets)):  # fmt: skip
+        table(title, ("name", "plugin", "description"),
+              [(e.name, e.plugin, e.description) for e in sorted(named.values(), key=lambda e: e.name)])  # fmt: skip
     if reg.failures:
         console.print(f"{len(reg.failures)} plugin(s) failed to load; see 'logitkit plugins'.")
     return 0

@@ -42,8 +42,8 @@ def _common(parser: argparse.ArgumentParser, vocab: int) -> None:
         "-o",
         type=Path,
         default=Path("."),
-        metavar="DIR",
-        help="folder for the PNGs (default: .)",
+        metavar="DIR|FILE.png",
+        help="folder for the PNGs (default: .), or the PNG's name (a figure of two PNGs adds _raw/_sorted)",
     )
     parser.add_argument("--prefix", default="", metavar="TEXT", help="prepended to every file name")
 
@@ -105,6 +105,13 @@ def distribution(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor |
     return next_token_logits(model, ids), ids, f" (next token after {args.prompt!r})"
 
 
+def png(out: Path, prefix: str, figure: str, part: str | None = None) -> Path:
+    """Where a figure goes: ``out`` itself when it names a .png, else a file in the folder ``out``."""
+    if out.suffix.lower() == ".png":
+        return out if part is None else out.with_name(f"{out.stem}_{part}{out.suffix}")
+    return out / f"{prefix}{figure}{'_' + part if part else ''}.png"
+
+
 def run(args: argparse.Namespace) -> int:
     from logitkit import plotting
 
@@ -123,12 +130,12 @@ def run(args: argparse.Namespace) -> int:
         shown = args.tokens if args.prompt is not None else None
         written.append(
             plotting.temperature_raw(
-                logits, args.values, out / f"{args.prefix}temperature_raw.png", suffix, shown
+                logits, args.values, png(out, args.prefix, "temperature", "raw"), suffix, shown
             )
         )
         written.append(
             plotting.temperature_sorted(
-                logits, args.values, out / f"{args.prefix}temperature_sorted.png", suffix
+                logits, args.values, png(out, args.prefix, "temperature", "sorted"), suffix
             )
         )
     elif args.figure == "entropy":
@@ -136,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         _positive([low, high - low], "--range FROM and TO - FROM")
         temperatures = torch.linspace(low, high, 60).tolist()
         written.append(
-            plotting.entropy_curve(logits, temperatures, out / f"{args.prefix}entropy.png", suffix)
+            plotting.entropy_curve(logits, temperatures, png(out, args.prefix, "entropy"), suffix)
         )
     else:
         assert pipe is not None
@@ -147,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         except (RuntimeError, ValueError, IndexError) as exc:
             print(f"error: cannot replay {args.file} on this distribution: {exc}", file=sys.stderr)
             return 1
-        written.append(plotting.pipeline_stages(views, out / f"{args.prefix}pipeline.png", suffix))
+        written.append(plotting.pipeline_stages(views, png(out, args.prefix, "pipeline"), suffix))
     for path in written:
         console.print(f"wrote {path}")
     return 0
