@@ -58,6 +58,18 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "top_p": {"top_p": 0.8},
     "typical_p": {"typical_p": 0.8},
     "watermarking": {"bias": 2.0},
+    # The samplers of other engines (logitkit_builtins.engines).
+    "allowed_token_ids": {"allowed_token_ids": [0, 1, 2, 3]},
+    "logit_bias": {"logit_bias": {0: 5.0, 1: -100.0}},
+    "frequency_penalty": {"frequency_penalty": 0.7},
+    "presence_penalty": {"presence_penalty": 1.5},
+    "dry": {"multiplier": 0.8, "allowed_length": 1},
+    "top_n_sigma": {"top_n_sigma": 1.0},
+    "dynamic_temperature": {"temperature": 0.8, "range": 0.5},
+    "quadratic_smoothing": {"smoothing_factor": 0.3},
+    "tfs": {"tfs": 0.9},
+    "top_a": {"top_a": 0.2},
+    "xtc": {"probability": 1.0, "threshold": 0.05},
 }
 
 

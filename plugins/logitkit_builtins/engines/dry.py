@@ -116,8 +116,12 @@ class Dry(Processor):
         matched = self.match_lengths(ids, is_breaker)
         # A breaker at the end, or a breaker as the next token, means no penalty.
         matched = matched.masked_fill(is_breaker[:, -1:] | is_breaker[:, 1:], 0)
+        vocab = scores.shape[-1]
+        following = ids[:, 1:]
+        # An id past the vocabulary has no score to penalize: its match counts for nothing.
+        matched = matched.masked_fill(following >= vocab, 0)
         longest = torch.zeros(scores.shape, dtype=torch.long, device=scores.device)
-        longest = longest.scatter_reduce(-1, ids[:, 1:], matched, reduce="amax")
+        longest = longest.scatter_reduce(-1, following.clamp(max=vocab - 1), matched, reduce="amax")
         exponent = (longest - cfg.allowed_length).clamp(min=0).to(torch.float32)
         penalty = torch.where(
             longest >= cfg.allowed_length, cfg.multiplier * cfg.base**exponent, 0.0

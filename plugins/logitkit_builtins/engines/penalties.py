@@ -19,8 +19,11 @@ def generated_counts(scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
     counts = torch.zeros(scores.shape, dtype=scores.dtype, device=scores.device)
     if generated.shape[-1] == 0:
         return counts
-    ones = torch.ones(generated.shape, dtype=scores.dtype, device=scores.device)
-    return counts.scatter_add(-1, generated.to(scores.device), ones)
+    generated = generated.to(scores.device)
+    vocab = scores.shape[-1]
+    # An id past the vocabulary (a history from a bigger model) has no score to penalize.
+    ones = (generated < vocab).to(scores.dtype)
+    return counts.scatter_add(-1, generated.clamp(max=vocab - 1), ones)
 
 
 class FrequencyPenaltyConfig(ProcessorConfig):
