@@ -12,11 +12,12 @@ from typing import Any
 
 import torch
 
+from logitkit.commands import _batch as batch
 from logitkit.config import ResolvedConfig, resolve
 from logitkit.loading import read_config_file
 from logitkit.pipeline import Pipeline
 
-HELP = "Generate text with a config's pipeline on the demo model (or --model PATH), streaming as it goes."
+HELP = "Generate text with a config's pipeline on the demo model (or --model PATH), streaming as it goes; --input/--output run a resumable batch job."
 
 #: Without --config or --preset: the source document's combined example.
 DEFAULT_PRESET = "combined"
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, metavar="N", help="sampling seed, for repeatable output"
     )
+    batch.add_arguments(parser)
 
 
 def resolve_from_args(config: str | None, preset: str | None) -> ResolvedConfig:
@@ -147,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     pipe = Pipeline.from_resolved(resolved, tokenizer=codec.tokenizer)
     max_new = args.max_new_tokens or resolved.generation.max_new_tokens or DEFAULT_MAX_NEW_TOKENS
 
+    if args.input is not None:
+        return batch.run_batch(args, model, codec, resolved, max_new)
     prompt = read_prompt(args.prompt)
     prompt_ids = codec.encode(prompt)
     if not prompt_ids:
