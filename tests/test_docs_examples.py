@@ -5,8 +5,9 @@ that holds the repository's examples/. Before them runs the page's hidden
 setup, an HTML comment starting ``<!-- docs-test setup``, which defines what
 the prose assumes (a model, a tokenizer, a file). A block whose first line is
 a ``# path/to/file.py`` comment is a file of a package the page builds: it is
-written there (importable), and a test module's zero-argument ``test_*``
-functions are called. A block that is only a ``def`` signature line (the
+written there (importable) and run into the page's namespace, as later blocks
+build on it; a ``# tests/...`` block runs on its own and its zero-argument
+``test_*`` functions are called. A block that is only a ``def`` signature line (the
 hook reference) is a signature, not code, and is left out.
 """
 
@@ -57,6 +58,7 @@ def test_every_python_example_runs(page: Path, tmp_path: Path, monkeypatch: pyte
                 target = tmp_path / file.group(1)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(code, encoding="utf-8")
+                exec(compile(code, where, "exec"), namespace)  # later blocks on the page build on it
                 continue
             scope = namespace if file is None else {"__name__": "docs_test_module"}
             exec(compile(code, where, "exec"), scope)

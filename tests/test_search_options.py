@@ -24,6 +24,7 @@ def fixed(job: DecodingJob) -> GenerationOutput:
     logits = state.logits
     for _ in range(options.steps):
         tokens, _ = job.choose(logits, job.context(state, state.sequences), keep_scores=False)
+        state.rows.accept(tokens)  # the rows' state (steps, stateful processors) moves on
         state.append(tokens)
         logits = job.runner.advance(state.sequences, state.attention_mask)
     return GenerationOutput(state.sequences.clone(), ["length"] * job.batch_size, job.prompt_length)

@@ -6,11 +6,9 @@ and asks for the same tokens.
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,22 +188,11 @@ def test_a_processor_that_cannot_follow_rows_is_refused_by_beam_search() -> None
 # -- continuous batching, every built-in and contrib processor ---------------------------
 
 
-def _samplers_configs() -> dict[str, Any]:
-    """The example configs contrib/logitkit-samplers' own contract tests use."""
-    path = Path(__file__).parents[1] / "contrib/logitkit-samplers/tests/test_samplers_contract.py"
-    spec = importlib.util.spec_from_file_location("samplers_contract_configs", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return dict(module.CONFIGS)
-
-
 def _every_processor() -> list[tuple[str, dict[str, Any]]]:
     from test_builtins_contract import CONFIGS as BUILTIN_CONFIGS
 
     configs: dict[str, Any] = {
-        **BUILTIN_CONFIGS,
-        **_samplers_configs(),
+        **BUILTIN_CONFIGS,  # the samplers of other engines included (logitkit_builtins.engines)
         "logit_softcap": {"cap": 5.0},
         "remove_invalid_values": {},
         "renormalize_logits": {},

@@ -17,8 +17,8 @@ from logitkit.processor import StepContext
 #: ``StepContext`` field -> what it holds.
 CONTEXT_FIELDS: dict[str, str] = {
     "input_ids": "the whole sequence so far, prompt and generated tokens, `[batch, length]` (never write into it)",
-    "prompt_length": "the prompt's length in `input_ids`, padding included",
-    "step": "how many tokens have been generated",
+    "prompt_lengths": "`[batch]` int64: each row's prompt length in `input_ids`, padding included (rows may differ)",
+    "steps": "`[batch]` int64: each row's number of generated tokens (rows may be at different steps)",
     "tokens": "the config's `tokens:` section (`eos`, `bos`, `pad`, `decoder_start`, `vocab_size`); `ctx.eos_token_ids` lists eos",
     "attention_mask": "1 for real tokens, 0 for left padding, or None",
     "encoder_input_ids": "an encoder-decoder model's encoder input, or None (for the encoder processors)",
@@ -27,6 +27,7 @@ CONTEXT_FIELDS: dict[str, str] = {
     "seeds": "per-row int64 seeds, or None: draw random numbers from them (`logitkit.sampling`) so a row never depends on the others",
     "beam_search": "True inside beam search, whose scores are log-softmax values, as in transformers",
     "extra": "every other context key the caller passed (`Pipeline.from_config(cfg, my_key=...)`)",
+    "state": "the batch's live `BatchState` when a host drives one, else None (see [state and hosts](../state.md))",
 }
 #: ``DecodingJob`` field -> what it holds.
 JOB_FIELDS: dict[str, str] = {
@@ -45,6 +46,7 @@ JOB_FIELDS: dict[str, str] = {
     "tokenizer": "the tokenizer passed to `generate()`, or None",
     "model": "the model passed to `generate()`",
     "healed": "the token-healing result when `token_healing` is on, or None",
+    "on_tokens": "called with each step's chosen tokens (`[rows]`) by a strategy that picks one token per row per step; streaming uses it",
     "extra": "anything else `generate()` was given",
 }
 
@@ -97,6 +99,7 @@ def fixed_length(job: DecodingJob) -> GenerationOutput:
     logits = state.logits
     for _ in range(options.steps):
         tokens, _ = job.choose(logits, job.context(state, state.sequences), keep_scores=False)
+        state.rows.accept(tokens)  # the rows' state (steps, stateful processors) moves on
         state.append(tokens)
         logits = job.runner.advance(state.sequences, state.attention_mask)
     return GenerationOutput(
