@@ -37,7 +37,7 @@ def run_batch(
     args: argparse.Namespace, model: Any, codec: Any, resolved: ResolvedConfig, max_new: int
 ) -> int:
     """Run (or resume) the batch job; exit 0 when every line was a prompt, 1 when some were skipped."""
-    from logitkit.generate import generate
+    from logitkit.generation import generate
 
     if args.output is None:
         raise ConfigError([Problem("generate", "--output", "--input needs --output FILE")])
