@@ -64,4 +64,9 @@ def __getattr__(name: str) -> Any:
 
         globals()["generate"] = generate
         return generate
+    if name == "stream":
+        from logitkit.streaming import stream
+
+        globals()["stream"] = stream
+        return stream
     raise AttributeError(f"module 'logitkit' has no attribute {name!r}")

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from logitkit.errors import ConfigError, Problem
+from logitkit.prompts import left_pad
 
 #: A bad input line: (line number, reason).
 BadLine = tuple[int, str]
@@ -120,18 +121,6 @@ def plan_batches(
 def row_seed(seed: int, line: int) -> int:
     """The sample seed of one input line: independent of the batch it runs in."""
     return ((seed * SEED_MIX + line) & 0x7FFF_FFFF_FFFF_FFFF) or 1
-
-
-def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(input_ids, attention_mask)`` with every row right-aligned."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row) :] = 1
-    return ids, mask
 
 
 def generated_tokens(new: list[int], reason: str, eos: Sequence[int], pad: int) -> list[int]:

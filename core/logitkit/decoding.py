@@ -44,6 +44,8 @@ class GenerationOutput:
     logits: tuple[torch.Tensor, ...] | None = None
     #: Beam search: each returned sequence's length-penalised log-probability.
     sequences_scores: torch.Tensor | None = None
+    #: With text prompts: each row's generated text (``logitkit.prompts``).
+    texts: list[str] | None = None
 
     @property
     def new_tokens(self) -> torch.Tensor:

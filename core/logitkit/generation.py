@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
+from logitkit import prompts, streaming
 from logitkit.config import validation_problems
 from logitkit.contract_checks import check_search_output
 from logitkit.decoding import DecodingJob, GenerationOutput
@@ -161,7 +162,7 @@ def _row_seeds(
 
 def generate(
     model: Any,
-    input_ids: torch.Tensor,
+    input_ids: torch.Tensor | str | Sequence[str],
     pipeline: Pipeline | Any = None,
     *,
     attention_mask: torch.Tensor | None = None,
@@ -172,6 +173,7 @@ def generate(
     decoder_start_token_id: int | None = None,
     registry: Registry | None = None,
     on_tokens: Callable[[torch.Tensor], None] | None = None,
+    streamer: Any = None,
     **settings: Any,
 ) -> GenerationOutput:
     """Generate from ``input_ids`` ([batch, length], left-padded) with ``pipeline``.
@@ -186,19 +188,30 @@ def generate(
     Special tokens come from the keywords, then the pipeline's ``tokens:``,
     then the model's generation config. ``on_tokens`` is called with each
     step's chosen tokens ([rows]) by strategies that pick one token per row
-    per step (``decode``). The pipeline is not changed: every call keeps
+    per step (``decode``); ``streamer`` (a transformers ``TextStreamer``,
+    ``TextIteratorStreamer``, ...) is fed the same way (``logitkit.streaming``).
+    ``input_ids`` may also be text, one string or a list: it is tokenized with
+    ``tokenizer`` and left-padded, and ``output.texts`` holds each row's new text
+    (``logitkit.prompts``). The pipeline is not changed: every call keeps
     its own state, so one pipeline serves concurrent calls.
     """
     reg = registry if registry is not None else default_registry()
     if not isinstance(pipeline, Pipeline):
         pipeline = Pipeline.from_config([] if pipeline is None else pipeline, registry=reg)
     config = _settings(pipeline, settings)
+    tokenizer = tokenizer if tokenizer is not None else pipeline.context.get("tokenizer")
+    eos, pad = _special_tokens(model, pipeline, eos_token_id, pad_token_id)
+    texts = prompts.text_prompts(input_ids)
+    if texts is not None:
+        input_ids, attention_mask = prompts.encode_prompts(texts, tokenizer, pad)
+    elif not isinstance(input_ids, torch.Tensor):
+        raise TypeError("input_ids must be a LongTensor [batch, length], a string, or a list of strings")
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
-    tokenizer = tokenizer if tokenizer is not None else pipeline.context.get("tokenizer")
-    eos, pad = _special_tokens(model, pipeline, eos_token_id, pad_token_id)
+    if streamer is not None and _search_name(config) != "decode":
+        raise ValueError(f"a streamer needs a search that picks one token per step, not {_search_name(config)!r}")
 
     runner = runner_for(model)
     encoder_ids = encoder_mask = None
@@ -245,9 +258,16 @@ def generate(
         tokenizer=tokenizer,
         model=model,
         healed=healed,
-        on_tokens=on_tokens,
+        on_tokens=streaming.with_streamer(streamer, decoder_ids, on_tokens),
     )
-    with torch.inference_mode():
-        output: GenerationOutput = entry.value(job)
+    try:
+        with torch.inference_mode():
+            output: GenerationOutput = entry.value(job)
+    finally:
+        if streamer is not None:
+            streamer.end()  # also on failure, so a TextIteratorStreamer's reader is released
     rows = input_ids.shape[0] * config.num_return_sequences
-    return check_search_output(name, entry.plugin, output, rows, FINISH_REASONS[1:])  # type: ignore[no-any-return]
+    output = check_search_output(name, entry.plugin, output, rows, FINISH_REASONS[1:])
+    if texts is not None:
+        output.texts = prompts.decode_new(output.new_tokens, tokenizer, eos)
+    return output

@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, metavar="N", help="sampling seed, for repeatable output"
     )
+    parser.add_argument(
+        "--chat", action="store_true",
+        help="wrap the prompt in the model's chat template as a user turn (needs --model with one)",
+    )  # fmt: skip
     batch.add_arguments(parser)
 
 
@@ -152,6 +156,16 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None:
         return batch.run_batch(args, model, codec, resolved, max_new)
     prompt = read_prompt(args.prompt)
+    shown = prompt
+    if args.chat:
+        from logitkit.demo.loading import resolve_model_dir
+        from logitkit.prompts import chat_prompt
+
+        try:
+            prompt, shown = chat_prompt(resolve_model_dir(args.model), prompt), ""  # print only the reply
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     prompt_ids = codec.encode(prompt)
     if not prompt_ids:
         print(
@@ -160,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     input_ids = torch.tensor([prompt_ids], dtype=torch.long)
-    sys.stdout.write(prompt)
+    sys.stdout.write(shown)
     sys.stdout.flush()
 
     decoder = StreamDecoder(codec.decode)
