@@ -15,6 +15,9 @@ class Stage(IntEnum):
 
     GUIDANCE = 100
     LOGITS = 200
+    # Output constraints (JSON schema, regex, grammar, choice) run after the logits stage and
+    # before temperature, so truncation and selection only ever choose among allowed tokens.
+    CONSTRAINT = 250
     TEMPERATURE = 300
     TRUNCATION = 400
     WATERMARK = 500
