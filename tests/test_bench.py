@@ -14,7 +14,7 @@ import torch
 from logitkit import bench
 from logitkit.cli import main
 
-SHIPPED = {"chain", "top_p", "min_p", "no_repeat_ngram", "sequence_bias", "generate"}
+SHIPPED = {"chain", "top_p", "min_p", "no_repeat_ngram", "sequence_bias", "json_schema", "generate"}
 
 
 def test_smoke_run_reports_every_case(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,7 +37,13 @@ def test_smoke_run_reports_every_case(capsys: pytest.CaptureFixture[str]) -> Non
             assert r["floor_ratio"] == pytest.approx(r["logitkit"] / r["floor"])
         assert isinstance(r["met"], bool)
     assert results["chain"]["targets"] == [">= 25x transformers", "<= 4x softmax"]
-    assert "[6/6] generate" in err  # progress goes to stderr while it runs
+    constrained = results["json_schema"]
+    assert constrained["baseline"] == "no constraint"
+    assert constrained["added_floor_ratio"] == pytest.approx(
+        (constrained["logitkit"] - constrained["transformers"]) / constrained["floor"]
+    )
+    assert constrained["targets"] == ["adds <= 1x softmax to no constraint"]
+    assert "[7/7] generate" in err  # progress goes to stderr while it runs
 
 
 def test_table_output_and_only(capsys: pytest.CaptureFixture[str]) -> None:

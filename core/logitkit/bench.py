@@ -53,6 +53,10 @@ class Case:
     max_floor_ratio: float | None = None
     #: Cap on repeats for slow cases (a whole generate()).
     max_repeat: int | None = None
+    #: What the second side runs; "transformers" unless the case compares logitkit with itself.
+    baseline: str = "transformers"
+    #: logitkit's time minus the baseline's must be at most this many softmax passes.
+    max_added_floor_ratio: float | None = None
 
 
 @dataclass
@@ -65,6 +69,10 @@ class Result:
     speedup: float
     floor: float | None = None
     floor_ratio: float | None = None
+    #: The second side's label (the ``transformers`` field holds its time).
+    baseline: str = "transformers"
+    #: (logitkit - baseline) / floor: what logitkit adds to the baseline, in softmax passes.
+    added_floor_ratio: float | None = None
     targets: list[str] = field(default_factory=list)
     met: bool = True
     #: Fastest single call of each side (ms; generate: tokens/s): less sensitive to other load than medians.
@@ -202,6 +210,35 @@ def _sequence_bias(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
     return lambda: pipe(ids, scores), lambda: hf(ids, scores), softmax_floor(scores)
 
 
+#: The JSON-schema case: a row inside a string value, where most of the vocabulary is allowed.
+CONSTRAINED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 64}},
+                                      "required": ["name"], "additionalProperties": False}  # fmt: skip
+CONSTRAINED_PREFIX = '{"name":"ab'
+
+
+def _json_schema(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    """The chain with a json_schema constraint against the same chain without it, per sampling step.
+
+    The parsers come from the demo tokenizer (4,096 tokens): the mask is filled
+    for its vocabulary and applied at the bench's full width.
+    """
+    from logitkit.demo import load_codec
+    from logitkit.pipeline import Pipeline
+
+    codec = load_codec()
+    prefix = codec.encode(CONSTRAINED_PREFIX)[1:]  # the codec's bos is part of no output
+    scores = logits(shape)
+    ids = torch.cat([history(shape, 64), torch.tensor([prefix]).repeat(shape.batch, 1)], dim=1)
+    chain = [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}]
+    seeds = torch.arange(shape.batch)
+    constrained = Pipeline.from_config([{"json_schema": CONSTRAINED_SCHEMA}, *chain], tokenizer=codec.tokenizer, seeds=seeds)
+    plain = Pipeline.from_config(chain, seeds=seeds)
+    # A step without accept: every call masks the same parser positions.
+    with_ctx = constrained.start(ids, steps=len(prefix)).context(ids)
+    without_ctx = plain.start(ids, steps=len(prefix)).context(ids)
+    return lambda: constrained.choose(scores, with_ctx), lambda: plain.choose(scores, without_ctx), softmax_floor(scores)
+
+
 #: The tiny model of the generate() case.
 GENERATE_MODEL: dict[str, Any] = {"vocab_size": 32000, "num_hidden_layers": 2, "hidden_size": 128, "intermediate_size": 256,
                   "num_attention_heads": 4, "num_key_value_heads": 4}  # fmt: skip
@@ -252,6 +289,9 @@ CASES: tuple[Case, ...] = (
     Case("min_p", "min_p 0.05, then sampling", _min_p, min_speedup=5.0),
     Case("no_repeat_ngram", "no_repeat_ngram_size 3, history 2048 (processing only)", _no_repeat_ngram, min_speedup=10.0),
     Case("sequence_bias", "sequence_bias with 1,000 sequences of 1-3 tokens, history 512 (processing only)", _sequence_bias),
+    Case("json_schema", "json_schema constraint (row inside a string), then temperature 0.8, top_k 50, top_p 0.9, "
+         "sampling; against the same chain without the constraint", _json_schema,
+         baseline="no constraint", max_added_floor_ratio=1.0),
     Case("generate", f"generate(): Llama 2 layers, vocab 32k, batch {GENERATE_BATCH}, T 0.8 / top_k 50 / top_p 0.9",
          _generate, unit="tokens/s", min_speedup=1.3, max_repeat=3),
 )  # fmt: skip
@@ -319,14 +359,18 @@ def run_case(case: Case, shape: Shape, repeat: int, clock: str = "wall") -> Resu
         result.best = {side: tokens / t for side, t in zip(sides, fastest, strict=False)}
     else:
         lk, hf = times[0] * 1e3, times[1] * 1e3
-        result = Result(case.name, case.description, case.unit, lk, hf, hf / lk)
+        result = Result(case.name, case.description, case.unit, lk, hf, hf / lk, baseline=case.baseline)
         result.best = {side: t * 1e3 for side, t in zip(sides, fastest, strict=False)}
         if floor is not None:
             result.floor = times[2] * 1e3
             result.floor_ratio = lk / result.floor
+            result.added_floor_ratio = (lk - hf) / result.floor
     if case.min_speedup is not None:
         result.targets.append(f">= {case.min_speedup:g}x transformers")
         result.met &= result.speedup >= case.min_speedup
+    if case.max_added_floor_ratio is not None and result.added_floor_ratio is not None:
+        result.targets.append(f"adds <= {case.max_added_floor_ratio:g}x softmax to {case.baseline}")
+        result.met &= result.added_floor_ratio <= case.max_added_floor_ratio
     if case.max_floor_ratio is not None and result.floor_ratio is not None:
         result.targets.append(f"<= {case.max_floor_ratio:g}x softmax")
         result.met &= result.floor_ratio <= case.max_floor_ratio

@@ -165,18 +165,25 @@ def executor() -> LLExecutor:
 
 
 def allowed_tokens(matchers: Sequence[LLMatcher], tokenizer: LLTokenizer, vocab: int) -> torch.Tensor:
-    """Bool ``[rows, vocab]``: the tokens each matcher allows next, filled for the whole batch in one call.
+    """Bool ``[rows, min(tokenizer vocab, vocab)]``: the tokens each matcher allows next.
 
-    ``vocab`` is the scores' width: ids past the tokenizer's vocabulary (a
-    model's padded embedding rows) are never allowed.
+    The masks of the whole batch are filled in one llguidance call (its thread
+    pool), never row by row in Python. Columns past the result (a model's
+    padded embedding rows) are never allowed.
     """
     rows, own = len(matchers), int(tokenizer.vocab_size)
     bitmask = allocate_token_bitmask(rows, own)
     fill_next_token_bitmask_par(executor(), [(m, i) for i, m in enumerate(matchers)], bitmask)
-    bits = ((bitmask.unsqueeze(-1) >> _BITS) & 1).reshape(rows, -1)[:, : min(own, vocab)].bool()
-    if vocab > bits.shape[1]:
-        bits = torch.cat([bits, bits.new_zeros(rows, vocab - bits.shape[1])], dim=1)
-    return bits
+    return ((bitmask.unsqueeze(-1) >> _BITS) & 1).reshape(rows, -1)[:, : min(own, vocab)].bool()
+
+
+def constrain(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """``scores`` with every token outside ``allowed`` ([rows, <= vocab]) at -inf, out of place."""
+    own = allowed.shape[1]
+    kept = scores[:, :own].masked_fill(~allowed.to(scores.device), float("-inf"))
+    if own == scores.shape[1]:
+        return kept
+    return torch.cat([kept, scores.new_full((scores.shape[0], scores.shape[1] - own), float("-inf"))], dim=1)
 
 
 def matcher_error(matcher: LLMatcher) -> str | None:

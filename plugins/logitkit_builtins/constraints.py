@@ -119,9 +119,10 @@ class ConstraintProcessor(Processor):
         if broken:
             row, why = broken[0]
             raise EmptyRowError(f"{self.name}: row {row} left the {self.kind}: {why}")
-        allowed = backend.allowed_tokens(matchers, tokenizer, scores.shape[-1]).to(scores.device)
-        out = scores.masked_fill(~allowed, NEG_INF)
-        empty = ~(out > NEG_INF).any(dim=-1)
+        allowed = backend.allowed_tokens(matchers, tokenizer, scores.shape[-1])
+        out = backend.constrain(scores, allowed)
+        # Only the allowed columns can be alive: check those, not the whole vocabulary.
+        empty = ~(out[:, : allowed.shape[1]] > NEG_INF).any(dim=-1)
         if bool(empty.any()):
             rows = empty.nonzero().flatten().tolist()
             raise EmptyRowError(

@@ -104,7 +104,7 @@ def print_case(r: bench.Result) -> None:
     rows = [
         ("logitkit", _number(r.logitkit, unit), _number(best.get("logitkit"), unit),
          _number(r.speedup, "x"), _number(r.floor_ratio, "x")),
-        ("transformers", _number(r.transformers, unit), _number(best.get("transformers"), unit), "1x",
+        (r.baseline, _number(r.transformers, unit), _number(best.get("transformers"), unit), "1x",
          _number(r.transformers / r.floor if r.floor else None, "x")),
     ]  # fmt: skip
     if r.floor is not None:
@@ -117,7 +117,10 @@ def print_case(r: bench.Result) -> None:
                 "1x",
             )
         )
+    if r.added_floor_ratio is not None and r.baseline != "transformers":
+        rows.append(("added by logitkit", _number(r.logitkit - r.transformers, unit), "-", "-",
+                     _number(r.added_floor_ratio, "x")))  # fmt: skip
     verdict = ("met" if r.met else "NOT met") if r.targets else "no target"
     title = f"{r.name}: {r.description}\ntarget {' and '.join(r.targets) or '-'}: {verdict}"
-    columns = ("side", f"median ({r.unit})", "best", "speed-up vs transformers", "x softmax pass")
+    columns = ("side", f"median ({r.unit})", "best", f"speed-up vs {r.baseline}", "x softmax pass")
     table(title, columns, rows)
