@@ -238,3 +238,15 @@ def test_validate_reports_each_bad_constraint_on_one_line(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
     for i, (_, (_, expected)) in enumerate(sorted(BAD.items())):
         assert any(expected.replace("processors[0]", f"processors[{i}]") in line for line in lines), lines
+
+
+def test_on_empty_row_comes_from_the_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "strict.yaml"
+    path.write_text("on_empty_row: error\nprocessors:\n  - suppress_tokens: [0, 1, 2]\n")
+    pipe = Pipeline.from_config(path)
+    assert pipe.on_empty_row == "error"
+    with pytest.raises(EmptyRowError, match="suppress_tokens"):
+        pipe.next_tokens(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 3))
+    assert Pipeline.from_config(path, on_empty_row="top").on_empty_row == "top"  # the keyword wins
+    with pytest.raises(ConfigError, match="on_empty_row: must be one of top, error"):
+        Pipeline.from_config({"on_empty_row": "drop"})

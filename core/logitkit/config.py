@@ -28,7 +28,10 @@ from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
 from logitkit.settings import GenerationSettings
 
-TOP_LEVEL_KEYS = ("order", "tokens", "processors", "selector", "preset", "generation")
+TOP_LEVEL_KEYS = ("order", "tokens", "processors", "selector", "preset", "generation", "on_empty_row")
+
+#: What happens when the processors remove every token of a row (``on_empty_row:``).
+EMPTY_ROW_POLICIES = ("top", "error")
 BUILTIN_ORDERS = ("stage", "listed")
 
 
@@ -62,6 +65,8 @@ class ResolvedConfig:
     generation: GenerationSettings
     preset: str | None = None
     listed: tuple[ProcessorSpec, ...] = field(default=(), repr=False)
+    #: The config's ``on_empty_row:`` policy; None when it sets none.
+    on_empty_row: str | None = None
 
 
 def allow_import_from_env() -> bool:
@@ -445,6 +450,10 @@ def resolve(
     selector = r.selector(top.get("selector"))
     order = r.order(top.get("order"))
     preset = top.get("preset") if isinstance(top.get("preset"), str) else None
+    on_empty_row = top.get("on_empty_row")
+    if on_empty_row is not None and on_empty_row not in EMPTY_ROW_POLICIES:
+        r.problem("on_empty_row", f"must be one of {', '.join(EMPTY_ROW_POLICIES)}, not {on_empty_row!r}")
+        on_empty_row = None
 
     check_ctx = CheckContext(tokens=tokens, generation=generation, processors=tuple(s.name for s in specs))
     forced: dict[int, str] = {}
@@ -476,7 +485,7 @@ def resolve(
         ordered = sort_specs(specs, order, reg)
     except Exception as exc:  # a plugin's order preset must not crash validation
         raise ConfigError([Problem(source, "order", f"order {order!r} failed: {type(exc).__name__}: {exc}")]) from None
-    return ResolvedConfig(source, order, tokens, tuple(ordered), selector, generation, preset, tuple(specs))
+    return ResolvedConfig(source, order, tokens, tuple(ordered), selector, generation, preset, tuple(specs), on_empty_row)
 
 
 def problems_of(obj: Any, **kwargs: Any) -> list[Problem]:

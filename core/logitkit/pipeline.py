@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from logitkit import fastpath, rowgroups
-from logitkit.config import ResolvedConfig, resolve
+from logitkit.config import EMPTY_ROW_POLICIES, ResolvedConfig, resolve
 from logitkit.contract_checks import (
     ProcessorContractError,
     apply_checked,
@@ -31,9 +31,6 @@ from logitkit.state import BatchState
 log = logging.getLogger("logitkit.pipeline")
 
 NEG_INF = float("-inf")
-
-#: What happens when the processors remove every token of a row.
-EMPTY_ROW_POLICIES = ("top", "error")
 
 #: Context keys that are StepContext fields; any other context key goes to ``ctx.extra``.
 _STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepContext))
@@ -142,12 +139,13 @@ class Pipeline:
         registry: Registry | None = None,
         allow_import: bool | None = None,
         check: bool | None = None,
-        on_empty_row: str = "top",
+        on_empty_row: str | None = None,
         **context: Any,
     ) -> Pipeline:
         """Build a pipeline from a dict, a list, a path to .yaml/.yml/.json/.toml, or a resolved config.
 
         Raises ``logitkit.ConfigError`` listing every problem when the config is invalid.
+        ``on_empty_row`` overrides the config's ``on_empty_row:`` (default ``"top"``).
         ``context`` (prompt_length, tokenizer, model, encoder_input_ids, ...) reaches every step.
         """
         reg = registry if registry is not None else default_registry()
@@ -243,10 +241,12 @@ class Pipeline:
         *,
         registry: Registry | None = None,
         check: bool | None = None,
-        on_empty_row: str = "top",
+        on_empty_row: str | None = None,
         **context: Any,
     ) -> Pipeline:
         reg = registry if registry is not None else default_registry()
+        if on_empty_row is None:
+            on_empty_row = resolved.on_empty_row or "top"
         processors = [
             call_named("processor", spec.cls, _plugin_of(reg.processors, spec.name), spec.cls, spec.config, resolved.tokens)
             for spec in resolved.processors

@@ -72,6 +72,7 @@ def build_json_schema(reg: Registry) -> dict[str, Any]:
         "processors": (list[processor_entry], []),  # type: ignore[valid-type]
         "selector": (Union[(Literal[selector_names], *selector_models, None)], None),  # type: ignore[valid-type]
         "generation": (GenerationSettings, None),
+        "on_empty_row": (Literal["top", "error"], "top"),
     }
     if presets:
         fields["preset"] = (Literal[presets] | None, None)  # type: ignore[valid-type]
