@@ -250,3 +250,23 @@ def test_on_empty_row_comes_from_the_config_file(tmp_path: Path) -> None:
     assert Pipeline.from_config(path, on_empty_row="top").on_empty_row == "top"  # the keyword wins
     with pytest.raises(ConfigError, match="on_empty_row: must be one of top, error"):
         Pipeline.from_config({"on_empty_row": "drop"})
+
+
+def test_openai_response_format_converts_to_the_constraint_and_back() -> None:
+    from logitkit.formats import from_openai, to_openai
+
+    request = {"temperature": 0.5, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": SCHEMA, "strict": True}}}
+    there = from_openai(request)
+    assert there.lossless
+    pipe = Pipeline.from_config(there.value, tokenizer=codec().tokenizer)
+    assert [p.name for p in pipe.processors] == ["json_schema", "temperature"]  # the constraint runs first
+    assert pipe.processors[0].config.json_schema == SCHEMA
+    back = to_openai(there.value)
+    assert back.lossless
+    assert back.value["response_format"]["json_schema"]["schema"] == SCHEMA
+    assert back.value["temperature"] == 0.5
+    any_object = from_openai({"response_format": {"type": "json_object"}})
+    assert to_openai(any_object.value).value == {"response_format": {"type": "json_object"}}
+    assert from_openai({"response_format": {"type": "text"}}).value == {"processors": []}
+    assert [loss.parameter for loss in from_openai({"response_format": {"type": "xml"}}).lost] == ["response_format"]
+    assert [loss.parameter for loss in to_openai({"processors": [{"regex": "a+"}]}).lost] == ["processors.regex"]
