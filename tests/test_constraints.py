@@ -270,3 +270,19 @@ def test_openai_response_format_converts_to_the_constraint_and_back() -> None:
     assert from_openai({"response_format": {"type": "text"}}).value == {"processors": []}
     assert [loss.parameter for loss in from_openai({"response_format": {"type": "xml"}}).lost] == ["response_format"]
     assert [loss.parameter for loss in to_openai({"processors": [{"regex": "a+"}]}).lost] == ["processors.regex"]
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_the_cli_writes_constrained_output_on_the_demo_model(capsys: pytest.CaptureFixture[str]) -> None:
+    """`logitkit generate` holds a raw tokenizers.Tokenizer: the constraints work with it too."""
+    from logitkit.cli import main
+
+    assert main(["generate", "-c", str(EXAMPLES / "structured-json.yaml"), "--seed", "1", "def f():"]) == 0
+    text = capsys.readouterr().out.strip()
+    assert text.startswith("def f():")
+    schema = Pipeline.from_config(EXAMPLES / "structured-json.yaml").processors[0].config.json_schema
+    jsonschema.validate(json.loads(text[len("def f():") :]), schema)
+    assert main(["generate", "-c", str(EXAMPLES / "structured-identifier.yaml"), "def "]) == 0
+    assert re.fullmatch(r"def [a-z_][a-z0-9_]{2,15}", capsys.readouterr().out.strip())
