@@ -17,7 +17,8 @@ class Stage(IntEnum):
     LOGITS = 200
     # Output constraints (JSON schema, regex, grammar, choice) run after the logits stage and
     # before temperature, so truncation and selection only ever choose among allowed tokens.
-    CONSTRAINT = 250
+    # 280, not 250: plugins (logitkit-softcap) already sit at 250, after the logits stage.
+    CONSTRAINT = 280
     TEMPERATURE = 300
     TRUNCATION = 400
     WATERMARK = 500
