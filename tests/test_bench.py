@@ -15,7 +15,7 @@ from logitkit import bench
 from logitkit.cli import main
 
 SHIPPED = {"chain", "top_p", "top_p_temperature", "min_p", "top_k", "typical_p", "epsilon_cutoff",
-           "eta_cutoff", "top_h", "mixed_steps", "no_repeat_ngram", "sequence_bias", "generate"}  # fmt: skip
+           "eta_cutoff", "top_h", "mixed_steps", "json_schema", "no_repeat_ngram", "sequence_bias", "generate"}  # fmt: skip
 
 
 def test_smoke_run_reports_every_case(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,10 +39,16 @@ def test_smoke_run_reports_every_case(capsys: pytest.CaptureFixture[str]) -> Non
         assert isinstance(r["met"], bool)
     # batch 2 has no figure of its own: only "never slower than transformers" applies
     assert results["chain"]["targets"] == [">= 1x transformers"]
-    assert "[13/13] generate" in err  # progress goes to stderr while it runs
+    assert "[14/14] generate" in err  # progress goes to stderr while it runs
     mixed = results["mixed_steps"]
     assert mixed["batch"] == 64 and mixed["reference"] == "same step"
     assert mixed["targets"] == ["<= 1.2x same step"]
+    constrained = results["json_schema"]
+    assert constrained["reference"] == "no constraint"
+    assert constrained["added_floor_ratio"] == pytest.approx(
+        (constrained["logitkit"] - constrained["transformers"]) / constrained["floor"]
+    )
+    assert constrained["targets"] == ["adds <= 1x softmax to no constraint"]
 
 
 def test_batch_and_dtype_lists_run_every_size_with_their_targets(

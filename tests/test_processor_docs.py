@@ -36,7 +36,7 @@ def test_every_builtin_processor_has_a_docs_section() -> None:
 
 def test_each_section_has_stage_parameters_and_an_example() -> None:
     """The sections of this family's pages say where the processor runs and show a config."""
-    pages = ["temperature", "penalties", "ngrams", "bias", "masks", "forcing", "length", "numerics"]
+    pages = ["temperature", "penalties", "ngrams", "bias", "masks", "forcing", "length", "numerics", "structured"]
     for page in pages:
         text = (DOCS / f"{page}.md").read_text(encoding="utf-8")
         for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
@@ -58,7 +58,7 @@ def test_yaml_examples_of_this_family_validate() -> None:
     from logitkit.config import resolve
 
     registry = build_registry(env={})
-    pages = ["temperature", "penalties", "ngrams", "bias", "masks", "forcing", "length", "numerics"]
+    pages = ["temperature", "penalties", "ngrams", "bias", "masks", "forcing", "length", "numerics", "structured"]
     checked = 0
     for page in pages:
         for example in yaml_examples(page):

@@ -63,6 +63,8 @@ class Case:
     reference: str = "transformers"
     #: The rows a case with its own batch size runs (``batched=False``), for the report.
     rows: int | None = None
+    #: logitkit's time minus the reference's must be at most this many softmax passes.
+    max_added_floor_ratio: float | None = None
 
 
 def target_at(target: Target, batch: int) -> float | None:
@@ -84,6 +86,8 @@ class Result:
     floor_ratio: float | None = None
     #: What the ``transformers`` figure measured (see ``Case.reference``).
     reference: str = "transformers"
+    #: (logitkit - reference) / floor: what logitkit adds to the reference, in softmax passes.
+    added_floor_ratio: float | None = None
     targets: list[str] = field(default_factory=list)
     met: bool = True
     #: Fastest single call of each side (ms; generate: tokens/s): less sensitive to other load than medians.
@@ -231,6 +235,35 @@ def _sequence_bias(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
     return lambda: pipe(ids, scores), lambda: hf(ids, scores), softmax_floor(scores)
 
 
+#: The JSON-schema case: a row inside a string value, where most of the vocabulary is allowed.
+CONSTRAINED_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 64}},
+                                      "required": ["name"], "additionalProperties": False}  # fmt: skip
+CONSTRAINED_PREFIX = '{"name":"ab'
+
+
+def _json_schema(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
+    """The chain with a json_schema constraint against the same chain without it, per sampling step.
+
+    The parsers come from the demo tokenizer (4,096 tokens): the mask is filled
+    for its vocabulary and applied at the bench's full width.
+    """
+    from logitkit.demo import load_codec
+    from logitkit.pipeline import Pipeline
+
+    codec = load_codec()
+    prefix = codec.encode(CONSTRAINED_PREFIX)[1:]  # the codec's bos is part of no output
+    scores = logits(shape)
+    ids = torch.cat([history(shape, 64), torch.tensor([prefix]).repeat(shape.batch, 1)], dim=1)
+    chain = [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}]
+    seeds = torch.arange(shape.batch)
+    constrained = Pipeline.from_config([{"json_schema": CONSTRAINED_SCHEMA}, *chain], tokenizer=codec.tokenizer, seeds=seeds)
+    plain = Pipeline.from_config(chain, seeds=seeds)
+    # A step without accept: every call masks the same parser positions.
+    with_ctx = constrained.start(ids, steps=len(prefix)).context(ids)
+    without_ctx = plain.start(ids, steps=len(prefix)).context(ids)
+    return lambda: constrained.choose(scores, with_ctx), lambda: plain.choose(scores, without_ctx), softmax_floor(scores)
+
+
 #: The tiny model of the generate() case.
 GENERATE_MODEL: dict[str, Any] = {"vocab_size": 32000, "num_hidden_layers": 2, "hidden_size": 128, "intermediate_size": 256,
                   "num_attention_heads": 4, "num_key_value_heads": 4}  # fmt: skip
@@ -348,6 +381,9 @@ CASES: tuple[Case, ...] = (
          reference="same step", rows=MIXED_ROWS),
     Case("no_repeat_ngram", "no_repeat_ngram_size 3, history 2048 (processing only)", _no_repeat_ngram, min_speedup=10.0),
     Case("sequence_bias", "sequence_bias with 1,000 sequences of 1-3 tokens, history 512 (processing only)", _sequence_bias),
+    Case("json_schema", "json_schema constraint (row inside a string), then temperature 0.8, top_k 50, top_p 0.9, "
+         "sampling; against the same chain without the constraint", _json_schema,
+         reference="no constraint", min_speedup=None, max_added_floor_ratio=1.0),
     Case("generate", f"generate(): Llama 2 layers, vocab 32k, batch {GENERATE_BATCH}, T 0.8 / top_k 50 / top_p 0.9",
          _generate, unit="tokens/s", min_speedup=1.3, max_repeat=3, batched=False),
 )  # fmt: skip
@@ -435,6 +471,7 @@ def run_case(case: Case, shape: Shape, repeat: int, clock: str = "wall") -> Resu
             result.floor = times[2] * 1e3
             result.floor_ratio = lk / result.floor
             result.transformers_floor_ratio = hf / result.floor
+            result.added_floor_ratio = (lk - hf) / result.floor
     result.batch, result.dtype = case.rows or shape.batch, shape.dtype
     min_speedup = target_at(case.min_speedup, shape.batch)
     if min_speedup is not None:
@@ -448,6 +485,9 @@ def run_case(case: Case, shape: Shape, repeat: int, clock: str = "wall") -> Resu
     if max_floor is not None and result.floor_ratio is not None:
         result.targets.append(f"<= {max_floor:g}x softmax")
         result.met &= result.floor_ratio <= max_floor
+    if case.max_added_floor_ratio is not None and result.added_floor_ratio is not None:
+        result.targets.append(f"adds <= {case.max_added_floor_ratio:g}x softmax to {case.reference}")
+        result.met &= result.added_floor_ratio <= case.max_added_floor_ratio
     return result
 
 

@@ -597,7 +597,8 @@ def resolve(
     preset = top.get("preset") if isinstance(top.get("preset"), str) else None
     on_empty_row = top.get("on_empty_row")
     if on_empty_row is not None and on_empty_row not in EMPTY_ROW_POLICIES:
-        r.problem("on_empty_row", f"must be one of {', '.join(EMPTY_ROW_POLICIES)} (got {on_empty_row!r})")
+        r.problem("on_empty_row", f"must be one of {', '.join(EMPTY_ROW_POLICIES)}, not {on_empty_row!r}")
+        on_empty_row = None
 
     check_ctx = CheckContext(tokens=tokens, generation=generation, processors=tuple(s.name for s in specs))
     specs = [_completed(spec, check_ctx, r) for spec in specs]

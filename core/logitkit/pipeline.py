@@ -32,8 +32,6 @@ log = logging.getLogger("logitkit.pipeline")
 
 NEG_INF = float("-inf")
 
-#: What happens when the processors remove every token of a row.
-
 #: Context keys that are StepContext fields; any other context key goes to ``ctx.extra``.
 _STEP_FIELDS = frozenset(f.name for f in dataclasses.fields(StepContext))
 
@@ -147,6 +145,7 @@ class Pipeline:
         """Build a pipeline from a dict, a list, a path to .yaml/.yml/.json/.toml, or a resolved config.
 
         Raises ``logitkit.ConfigError`` listing every problem when the config is invalid.
+        ``on_empty_row`` overrides the config's ``on_empty_row:`` (default ``"top"``).
         ``context`` (prompt_length, tokenizer, model, encoder_input_ids, ...) reaches every step.
         """
         reg = registry if registry is not None else default_registry()
@@ -246,6 +245,8 @@ class Pipeline:
         **context: Any,
     ) -> Pipeline:
         reg = registry if registry is not None else default_registry()
+        if on_empty_row is None:
+            on_empty_row = resolved.on_empty_row or "top"
         processors = [
             call_named("processor", spec.cls, _plugin_of(reg.processors, spec.name), spec.cls, spec.config, resolved.tokens)
             for spec in resolved.processors

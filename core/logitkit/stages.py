@@ -15,6 +15,10 @@ class Stage(IntEnum):
 
     GUIDANCE = 100
     LOGITS = 200
+    # Output constraints (JSON schema, regex, grammar, choice) run after the logits stage and
+    # before temperature, so truncation and selection only ever choose among allowed tokens.
+    # 280, not 250: plugins (logitkit-softcap) already sit at 250, after the logits stage.
+    CONSTRAINT = 280
     TEMPERATURE = 300
     TRUNCATION = 400
     WATERMARK = 500

@@ -13,6 +13,7 @@ from types import ModuleType
 from logitkit import hookimpl
 from logitkit_builtins import (
     bias,
+    constraints,
     engines,
     forcing,
     guidance,
@@ -34,7 +35,7 @@ from logitkit_builtins import (
 FAMILIES: tuple[ModuleType, ...] = (
     temperature, truncation, selection, orders, presets,
     bias, penalties, ngrams, length, masks, forcing, numerics,
-    stopping, search, guidance, watermark, engines,
+    stopping, search, guidance, watermark, engines, constraints,
 )  # fmt: skip
 
 

@@ -3,9 +3,11 @@
 OpenAI's sampling parameters are ``temperature`` (0..2), ``top_p``,
 ``frequency_penalty`` and ``presence_penalty`` (-2..2), ``logit_bias``
 (token id -> -100..100), ``seed``, ``stop``, ``max_tokens`` /
-``max_completion_tokens`` and ``n``. The penalties and ``logit_bias`` come
-from the built-ins' ``engines`` family; their names resolve through the
-registry when the config is built, so the core imports no plugin.
+``max_completion_tokens`` and ``n``. ``response_format`` (``json_schema``,
+``json_object``) maps to the ``json_schema`` constraint. The penalties and
+``logit_bias`` come from the built-ins' ``engines`` family; their names
+resolve through the registry when the config is built, so the core imports
+no plugin.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from logitkit.registry import Registry
 
 #: Parameters that shape the request or the response, not the sampling.
 NOT_SAMPLING = {
-    "model", "messages", "stream", "stream_options", "logprobs", "top_logprobs", "response_format",
+    "model", "messages", "stream", "stream_options", "logprobs", "top_logprobs",
     "tools", "tool_choice", "parallel_tool_calls", "user", "store", "metadata", "modalities",
     "audio", "prediction", "reasoning_effort", "service_tier", "functions", "function_call",
     "web_search_options",
@@ -58,6 +60,10 @@ def from_openai(params: Mapping[str, Any]) -> Conversion:
         elif key == "n":
             if value is not None and value != 1:
                 generation["num_return_sequences"] = value
+        elif key == "response_format":
+            constraint = response_format_constraint(value, conv)
+            if constraint is not None:
+                processors.append(constraint)
         elif key in NOT_SAMPLING:
             conv.lose(key, "not a sampling parameter; logitkit configs describe sampling only")
         else:
@@ -74,6 +80,34 @@ def from_openai(params: Mapping[str, Any]) -> Conversion:
     return conv
 
 
+#: The schema of OpenAI's ``json_object`` mode, and the json_schema processor's default.
+ANY_OBJECT = {"type": "object"}
+
+
+def response_format_constraint(value: Any, conv: Conversion) -> dict[str, Any] | None:
+    """The ``json_schema`` processor entry for an OpenAI ``response_format``, or None (plain text)."""
+    kind = value.get("type") if isinstance(value, Mapping) else None
+    if value is None or kind == "text":
+        return None
+    if kind == "json_object":
+        return {"json_schema": {"json_schema": dict(ANY_OBJECT)}}
+    if kind == "json_schema" and isinstance(value.get("json_schema"), Mapping) and isinstance(
+        value["json_schema"].get("schema"), Mapping
+    ):
+        if value["json_schema"].get("strict") is False:
+            conv.note("response_format.json_schema.strict", "logitkit always enforces the schema")
+        return {"json_schema": {"json_schema": dict(value["json_schema"]["schema"])}}
+    conv.lose("response_format", f"not a response_format logitkit knows: {value!r}")
+    return None
+
+
+def _response_format(config: Any) -> dict[str, Any]:
+    schema = dict(config.json_schema)
+    if schema == ANY_OBJECT:
+        return {"type": "json_object"}
+    return {"type": "json_schema", "json_schema": {"name": "logitkit", "schema": schema, "strict": True}}
+
+
 def to_openai(config: Any, registry: Registry | None = None) -> Conversion:
     """OpenAI chat-completions parameters from a logitkit config."""
     resolved, specs = run_order(config, registry)
@@ -82,6 +116,11 @@ def to_openai(config: Any, registry: Registry | None = None) -> Conversion:
     for spec in specs:
         fields = changed_fields(spec.config)
         where = f"processors.{spec.name}"
+        if spec.name == "json_schema":
+            params["response_format"] = _response_format(spec.config)
+            if not getattr(spec.config, "whitespace", False):
+                conv.note(where, "OpenAI's JSON output may hold whitespace; logitkit's default is compact")
+            continue
         if spec.name not in PROCESSOR_PARAMS:
             conv.lose(where, f"OpenAI has no {spec.name} parameter")
             continue
