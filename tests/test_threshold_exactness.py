@@ -79,6 +79,9 @@ CHAINS = [
     lambda p: [{"epsilon_cutoff": min(p, 0.99) * 1e-3}],
     lambda p: [{"eta_cutoff": min(p, 0.99) * 1e-2}],
     lambda p: [{"top_p": p}, {"typical_p": 0.8}],
+    lambda p: [{"typical_p": p}],
+    lambda p: [{"name": "typical_p", "typical_p": p, "min_tokens_to_keep": 3}, {"min_p": 0.01}],
+    lambda p: [{"temperature": 0.6}, {"typical_p": min(p, 0.95)}],
 ]
 
 

@@ -12,7 +12,10 @@ elementwise changes such as temperature, ``"truncate"`` for processors that
 only drop tokens). A truncating processor must keep a *prefix* of the view's
 order, plus ties of kept values, so that once the first uncertain position is
 dropped every token beyond the view is dropped too. Processors whose choice is
-not a prefix (typical_p) set ``needs_complete_view = True``. Optional hints
+not a prefix set ``needs_complete_view = True``, unless dropping the deciding
+position still proves the rest dropped (typical_p: the sentinel is the
+nearest outside token to its band; ``keep(compact=True)`` moves the deciding
+position with its token). Optional hints
 size the first view: ``fused_candidates(vocab)`` (at most that many leading
 tokens survive: top_k, top_h), ``fused_threshold(scores, stats, attempt)``
 (a per-row score below which nothing survives, lower with each attempt:
@@ -154,8 +157,22 @@ class RowStats:
         return self._lse
 
     def entropy(self) -> torch.Tensor:
+        """The dense row's entropy as ``lse - E[score]``: two fp32 passes and a blocked sum, not
+        five float64 passes over the vocabulary (both paths take it from here)."""
         if self._entropy is None:
-            self._entropy = entropy(self.scores, self.log_normalizer())
+            lse = self.log_normalizer()
+            top = self.top().float()
+            safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            # E[score - top] rather than E[score]: the differences are small where the mass is,
+            # so fp32 products keep their precision.
+            below = torch.sub(self.scores, safe_top)
+            weights = below.exp()
+            # A -inf score has weight 0; clamped, its product is 0 rather than NaN.
+            below.clamp_(min=torch.finfo(torch.float32).min)
+            weighted = positional_sum(below.mul_(weights))  # fp32 blocks of 32, then float64
+            total = weights.sum(dim=-1).double()
+            entropy = lse - safe_top.squeeze(-1).double() - weighted / total
+            self._entropy = torch.where(total > 0, entropy, torch.zeros_like(entropy))
         return self._entropy
 
     def rows(self, rows: torch.Tensor) -> RowStats:
@@ -428,13 +445,19 @@ class CandidateView:
         ``compact=True``: the dropped tokens move behind the kept ones, so the
         view stays in the canonical order of its current scores.
         """
-        values, ids = self.values.masked_fill(~mask, NEG_INF), self.token_ids
+        values, ids, check_at = (
+            self.values.masked_fill(~mask, NEG_INF),
+            self.token_ids,
+            self.check_at,
+        )
         if compact:
             order = torch.sort((~mask).to(torch.int8), dim=-1, stable=True).indices
             values, ids = values.gather(-1, order), ids.gather(-1, order)
+            if not self.complete:  # the deciding position moves with its token
+                check_at = (order == check_at.unsqueeze(-1)).to(torch.int8).argmax(dim=-1)
         # A partial view keeps its statistics: the runner completes it or starts over.
         stats = self.stats if not self.complete else None
-        return replace(self, values=values, token_ids=ids, stats=stats)
+        return replace(self, values=values, token_ids=ids, check_at=check_at, stats=stats)
 
     def rescaled(self, values: torch.Tensor) -> CandidateView:
         """A view with new values from an order-preserving elementwise change (e.g. temperature).

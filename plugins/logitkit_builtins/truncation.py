@@ -194,9 +194,29 @@ class TypicalP(TruncationProcessor):
     name = "typical_p"
     priority = 50
     Config = TypicalPConfig
-    needs_complete_view = True
     # The most likely token can be far from the entropy and get dropped (transformers does the same).
     argmax_invariant = False
+    #: Extra logits below the band reaching the best token, for the first and the second view.
+    slack = (3.0, 8.0)
+
+    def fused_threshold(
+        self, scores: torch.Tensor, stats: RowStats, attempt: int
+    ) -> torch.Tensor | None:
+        """A score ``lo`` such that, likely, every kept token scores above it.
+
+        The kept tokens' scores lie within some distance d of ``c = lse - H``
+        (their surprise is within d of the entropy). A token below ``lo`` is
+        further than ``c - lo`` from it, and the view's sentinel, scored at
+        ``lo``, is exactly that far: when the sentinel is dropped (d is
+        smaller), so is every token outside, and the tokens up to the cut in
+        distance order are the view's, in the dense path's order. The first
+        guess is the band reaching the best token, mirrored below ``c``.
+        """
+        if self.config.typical_p >= 1.0 or attempt >= len(self.slack):
+            return None
+        centre = (stats.log_normalizer() - stats.entropy()).unsqueeze(-1)
+        reach = (stats.top().double() - centre).clamp(min=0.0)
+        return (centre - reach - self.slack[attempt]).float()
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.typical_p >= 1.0:
@@ -208,6 +228,7 @@ class TypicalP(TruncationProcessor):
             return view
         logp = view.log_probs()
         probs = logp.exp()
+        # On a partial view the sentinel stands for the nearest token outside (see fused_threshold).
         distance = (-logp - view.entropy().unsqueeze(-1)).abs()
         closest, order = torch.sort(distance, dim=-1, stable=True)
         cumulative = probs.gather(-1, order).cumsum(dim=-1)
