@@ -128,6 +128,15 @@ def entropy(scores: torch.Tensor, lse: torch.Tensor) -> torch.Tensor:
     return -positional_sum(torch.where(p > 0, p * logp, torch.zeros_like(p)))
 
 
+def precise_log_normalizer(scores: torch.Tensor) -> torch.Tensor:
+    """log Σ exp(scores) per row with fp32 terms summed in float64 [batch]: slower than
+    ``log_normalizer``'s fp32 sum, for decisions that sit within rounding of a threshold."""
+    top = scores.amax(dim=-1, keepdim=True).float()
+    safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    total = (scores.float() - safe_top).exp_().sum(dim=-1, dtype=torch.float64)
+    return safe_top.squeeze(-1).double() + total.log()
+
+
 class RowStats:
     """Statistics of a dense row, computed once and shared by every attempt on it."""
 
@@ -136,6 +145,7 @@ class RowStats:
         self._top: torch.Tensor | None = None
         self._maxima: torch.Tensor | None = None
         self._lse: torch.Tensor | None = None
+        self._precise_lse: torch.Tensor | None = None
         self._entropy: torch.Tensor | None = None
 
     def top(self) -> torch.Tensor:
@@ -155,6 +165,12 @@ class RowStats:
         if self._lse is None:
             self._lse = log_normalizer(self.scores, self.top(), positional=False)
         return self._lse
+
+    def precise_log_normalizer(self) -> torch.Tensor:
+        """``precise_log_normalizer`` of the dense row, computed once (only rows near a tie need it)."""
+        if self._precise_lse is None:
+            self._precise_lse = precise_log_normalizer(self.scores)
+        return self._precise_lse
 
     def entropy(self) -> torch.Tensor:
         """The dense row's entropy as ``lse - E[score]``: two fp32 passes and a blocked sum, not
@@ -416,6 +432,16 @@ class CandidateView:
     def log_probs(self) -> torch.Tensor:
         """log-probabilities of the view's tokens under the whole row, float64 [batch, m]."""
         return self.values.to(torch.float64) - self.log_normalizer().unsqueeze(-1)
+
+    def precise_log_probs(self) -> torch.Tensor:
+        """``log_probs`` with the normaliser summed in float64, for rows whose decision is a near tie."""
+        if self.stats is not None:
+            lse = self.stats.precise_log_normalizer()
+        elif self.complete:
+            lse = precise_log_normalizer(self.values)
+        else:
+            raise RuntimeError("a partial view whose scores were rescaled has no row statistics")
+        return self.values.to(torch.float64) - lse.unsqueeze(-1)
 
     def entropy(self) -> torch.Tensor:
         """Entropy of the whole row's distribution, float64 [batch]."""

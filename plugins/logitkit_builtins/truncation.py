@@ -98,6 +98,13 @@ class TopPConfig(ProcessorConfig):
     min_tokens_to_keep: int = Field(default=1, ge=1)
 
 
+def _mass_at_or_below(log_probs: torch.Tensor) -> torch.Tensor:
+    """1 - the mass strictly above each token of a view in canonical order, float64."""
+    probs = log_probs.exp()
+    above = torch.cat([torch.zeros_like(probs[:, :1]), torch.cumsum(probs, dim=-1)[:, :-1]], dim=-1)
+    return 1.0 - above
+
+
 class TopP(TruncationProcessor):
     """Nucleus sampling: keep the most likely tokens whose cumulative probability reaches p."""
 
@@ -126,17 +133,18 @@ class TopP(TruncationProcessor):
     def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
         if self.config.top_p >= 1.0:
             return view
-        probs = view.log_probs().exp()
-        # Mass strictly above each token, in float64.
-        above = torch.cat(
-            [torch.zeros_like(probs[:, :1]), torch.cumsum(probs, dim=-1)[:, :-1]], dim=-1
-        )
+        tail64 = _mass_at_or_below(view.log_probs())
+        # The fast normaliser is an fp32 sum: a row with a token within rounding of the
+        # threshold decides on the float64 one instead (both paths read the same statistics).
+        near = ((tail64 - (1.0 - self.config.top_p)).abs() < 1e-5).any(dim=-1, keepdim=True)
+        if bool(near.any()):
+            tail64 = torch.where(near, _mass_at_or_below(view.precise_log_probs()), tail64)
         # transformers drops a token when the mass at or below it is <= 1 - p, both in the
         # scores' dtype; rounding the same way drops the tokens that sit exactly on the threshold.
         # (Only the rounding is copied, not transformers' own float32 sums, so the fused and
         # the dense path, which see different widths of the row, still decide alike.)
         dtype = view.values.dtype
-        tail = (1.0 - above).to(dtype)
+        tail = tail64.to(dtype)
         removed = tail <= torch.tensor(1.0 - self.config.top_p, dtype=dtype)
         keep = ~removed | view.leading(self.config.min_tokens_to_keep)
         return view.keep(keep)
