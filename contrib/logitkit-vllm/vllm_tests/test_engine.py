@@ -8,9 +8,7 @@ import pytest
 import torch
 from vllm import LLM, SamplingParams
 from vllm.inputs import TokensPrompt
-
-from .conftest import DEMO_MODEL, greedy_reference
-from .test_config_mix import CONFIGS
+from vllm_helpers import CONFIGS, DEMO_MODEL, greedy_reference
 
 MAX_TOKENS = 24
 

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from .conftest import DEMO_MODEL, greedy_reference
+from vllm_helpers import DEMO_MODEL, greedy_reference
 
 PROMPT = [17, 230, 41, 902, 5]
 CONFIG = {"processors": [{"repetition_penalty": 1.6}, {"no_repeat_ngram_size": 2}]}

@@ -12,8 +12,7 @@ from logitkit_vllm.v1 import LogitkitLogitsProcessor
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdateBuilder, MoveDirectionality
 from vllm.v1.sample.logits_processor import _load_logitsprocs_plugins as load_vllm_plugins
-
-from .test_config_mix import CONFIGS
+from vllm_helpers import CONFIGS
 
 VOCAB = 97
 
