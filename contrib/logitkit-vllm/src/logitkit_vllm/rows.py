@@ -74,6 +74,8 @@ class ConfigRows:
         group = self._groups.get(plan.key)
         if group is None:
             group = self._groups[plan.key] = _Group(plan, plan.pipeline.new_state(self.device))
+        else:
+            self._catch_up(group)  # the rows already there accept their tokens; the new row starts caught up
         row = _Row(list(prompt or ()), output, 0, NO_SEED if seed is None else int(seed))
         self._join(group, index, row)
 
