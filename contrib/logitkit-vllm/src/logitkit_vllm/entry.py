@@ -1,0 +1,35 @@
+"""The one ``vllm.logits_processors`` entry point: ``LogitkitProcessor`` is the class for the runner in use.
+
+Both of vLLM's model runners read that entry-point group, and the V1 loader
+instantiates whatever it finds, so the package registers one name and this
+module resolves it when vLLM loads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def v2_runner_in_use() -> bool:
+    """Whether the process runs vLLM's Model Runner V2 (from the current vLLM config, else the environment)."""
+    from vllm.config import get_current_vllm_config_or_none
+
+    config = get_current_vllm_config_or_none()
+    if config is not None:
+        return bool(config.use_v2_model_runner)
+    import vllm.envs as envs
+
+    return bool(envs.VLLM_USE_V2_MODEL_RUNNER)
+
+
+def __getattr__(name: str) -> Any:
+    if name != "LogitkitProcessor":
+        raise AttributeError(name)
+    if v2_runner_in_use():
+        raise RuntimeError(
+            "logitkit-vllm runs under vLLM's V1 model runner only for now; "
+            "start vLLM with VLLM_USE_V2_MODEL_RUNNER=0"
+        )
+    from logitkit_vllm.v1 import LogitkitLogitsProcessor
+
+    return LogitkitLogitsProcessor
