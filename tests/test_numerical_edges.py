@@ -26,7 +26,11 @@ from logitkit import EmptyRowError, Pipeline, Processor, StepContext, TokenSetti
 from logitkit.registry import build_registry
 
 REGISTRY = build_registry(env={})
-BUILTINS = sorted(name for name, entry in REGISTRY.processors.items() if entry.plugin == "builtins")
+# The output constraints need a real tokenizer and row state; tests/test_constraints.py covers them.
+CONSTRAINTS = {"json_schema", "regex", "grammar", "choice"}
+BUILTINS = sorted(
+    name for name, entry in REGISTRY.processors.items() if entry.plugin == "builtins" and name not in CONSTRAINTS
+)
 TOKENS = TokenSettings(eos=[1], bos=2, pad=0)
 NEG_INF, POS_INF, NAN = float("-inf"), float("inf"), float("nan")
 
