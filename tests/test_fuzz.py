@@ -44,7 +44,12 @@ from logitkit.errors import ConfigError
 from logitkit.pipeline import Pipeline
 from logitkit.registry import Registry
 from logitkit.registry import registry as default_registry
-from logitkit.testing import ContractViolation, check_processor_case, check_selector_case, factory_for
+from logitkit.testing import (
+    ContractViolation,
+    check_processor_case,
+    check_selector_case,
+    factory_for,
+)
 from logitkit.testing.strategies import StepCase, histories, logits
 
 #: Examples per test in CI; a long run sets LOGITKIT_FUZZ_EXAMPLES.
@@ -97,14 +102,14 @@ _VALUES = st.recursive(
 
 def _fields_of(name: str) -> list[str]:
     entry = REGISTRY.processors.get(name) or REGISTRY.selectors.get(name)
-    return list(getattr(entry.cls, "Config").model_fields) if entry else []
+    return list(entry.cls.Config.model_fields) if entry else []
 
 
 @st.composite
 def processor_entries(draw: st.DrawFn) -> Any:
     """One ``processors:`` entry in any of its forms, with hostile values in its fields."""
     name = draw(st.one_of(st.sampled_from(sorted(REGISTRY.processors)), _WORDS))
-    fields = _fields_of(name) + ["name", "stage", "bogus"]
+    fields = [*_fields_of(name), "name", "stage", "bogus"]
     body = draw(st.dictionaries(st.sampled_from(fields), _VALUES, max_size=3))
     form = draw(st.sampled_from(("bare", "shorthand", "nested", "flat", "junk")))
     if form == "bare":

@@ -23,7 +23,6 @@ from logitkit.settings import GenerationSettings
 from logitkit.state import BatchState
 from logitkit.stopping import FINISH_REASONS, StoppingCriterion, checked_stop, reason_code
 
-
 #: Columns past the prompt that DecodingJob.start allocates; DecodingState.reserve grows them after.
 INITIAL_STEPS = 64
 

@@ -72,7 +72,7 @@ def _budget_error(source: str) -> ConfigError:
     return ConfigError([Problem(source, "", f"config expands to more than {MAX_CONFIG_NODES} values (YAML alias bomb?)")])
 
 
-def prescan_yaml(text: str, source: str) -> None:
+def prescan_yaml(text: str, source: str) -> int:
     """Count a YAML document's values, aliases expanded, from parser events; stop at the budget.
 
     No document is built, so a huge list or an alias bomb is refused after reading just past
@@ -98,6 +98,7 @@ def prescan_yaml(text: str, source: str) -> None:
                 sizes[anchor] = seen - start
         if seen > MAX_CONFIG_NODES:
             raise _budget_error(source)
+    return seen
 
 
 def _count_nodes(obj: Any, budget: list[int], source: str) -> None:
