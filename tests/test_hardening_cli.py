@@ -225,6 +225,13 @@ def test_an_alias_bomb_is_refused_by_the_pre_scan(monkeypatch: pytest.MonkeyPatc
         parse_text("\n".join(lines), "yaml", "bomb.yaml")
 
 
+@pytest.mark.parametrize("text", ["- &a [*a]", "a: &x {b: [1, *x]}", "- &a [1, 2]\n- &b [*a, *b]"])
+def test_a_recursive_alias_is_an_error_line(text: str) -> None:
+    """Found by the fuzz harness: safe_load builds a list that contains itself, and counting it recursed forever."""
+    with pytest.raises(ConfigError, match="recursive alias"):
+        parse_text(text, "yaml", "loop.yaml")
+
+
 _LEAVES = st.one_of(st.integers(-5, 5), st.text("ab", max_size=3), st.booleans(), st.none())
 _DOCS = st.recursive(
     _LEAVES, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text("xyz", min_size=1, max_size=3), inner, max_size=3),

@@ -84,6 +84,11 @@ def prescan_yaml(text: str, source: str) -> int:
     open_nodes: list[tuple[str | None, int]] = []  # (anchor, values seen when it opened)
     for event in yaml.parse(text, Loader=_YAML_LOADER):
         if isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for anchor, _ in open_nodes):
+                # "&a [*a]": a value that contains itself; its expansion never ends.
+                mark = event.start_mark
+                where = f"line {mark.line + 1}: " if mark else ""
+                raise ConfigError([Problem(source, "", f"{where}YAML alias *{event.anchor} refers to a value that contains it (a recursive alias)")])
             seen += sizes.get(event.anchor or "", 1)
         elif isinstance(event, yaml.ScalarEvent):
             seen += 1
@@ -142,7 +147,10 @@ def parse_text(text: str, fmt: str, source: str) -> Any:
         raise ConfigError([Problem(source, "", f"TOML syntax error: {exc}")]) from None
     except RecursionError:
         raise ConfigError([Problem(source, "", "config is nested too deeply")]) from None
-    _count_nodes(data, [MAX_CONFIG_NODES], source)
+    try:
+        _count_nodes(data, [MAX_CONFIG_NODES], source)
+    except RecursionError:  # JSON and TOML deep enough to parse but not to walk
+        raise ConfigError([Problem(source, "", "config is nested too deeply")]) from None
     return data
 
 
