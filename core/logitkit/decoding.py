@@ -23,6 +23,9 @@ from logitkit.settings import GenerationSettings
 from logitkit.state import BatchState
 from logitkit.stopping import FINISH_REASONS, StoppingCriterion, checked_stop, reason_code
 
+#: Columns past the prompt that DecodingJob.start allocates; DecodingState.reserve grows them after.
+INITIAL_STEPS = 64
+
 
 @dataclass
 class GenerationOutput:
@@ -99,9 +102,12 @@ class DecodingJob:
         ids = self.input_ids.repeat_interleave(expand, dim=0)
         mask = self.attention_mask.repeat_interleave(expand, dim=0)
         rows, length = ids.shape
-        sequences = ids.new_full((rows, self.max_length), self.pad)
+        # Room for the first steps only: the buffers grow as the sequences do (DecodingState.reserve),
+        # so max_new_tokens: 1000000 with an early eos never allocates a million columns.
+        capacity = min(self.max_length, length + INITIAL_STEPS)
+        sequences = ids.new_full((rows, capacity), self.pad)
         sequences[:, :length] = ids
-        full_mask = mask.new_ones((rows, self.max_length))
+        full_mask = mask.new_ones((rows, capacity))
         full_mask[:, :length] = mask
         if self.encoder_input_ids is not None and hasattr(self.runner, "encode"):
             assert self.encoder_attention_mask is not None
@@ -114,7 +120,9 @@ class DecodingJob:
         if self.encoder_input_ids is not None:
             encoder_ids = self.encoder_input_ids.repeat_interleave(expand, dim=0)
         rows_state = self.pipeline.start(ids, seeds=self.row_seeds(expand))
-        return DecodingState(sequences, full_mask, length, logits, rows_state, encoder_ids)
+        return DecodingState(
+            sequences, full_mask, length, logits, rows_state, encoder_ids, self.pad, self.max_length
+        )
 
     def row_seeds(self, expand: int) -> torch.Tensor | None:
         """Seeds per expanded row: the prompt's seed for its first copy, a derived one for the others."""
@@ -137,6 +145,7 @@ class DecodingJob:
     ) -> StepContext:
         """The step context for ``sequences``; ``rows`` names their rows of the state when they are a subset."""
         length = int(sequences.shape[-1])
+        state.reserve(length)
         mask = state.attention_mask_buffer[:, :length]
         encoder_ids = state.encoder_input_ids
         batch = state.rows
@@ -189,7 +198,7 @@ class DecodingJob:
 
 @dataclass
 class DecodingState:
-    """The loop's growing tensors: a preallocated buffer viewed up to the current length."""
+    """The loop's growing tensors: buffers viewed up to the current length, grown as generation proceeds."""
 
     sequence_buffer: torch.Tensor
     attention_mask_buffer: torch.Tensor
@@ -198,15 +207,37 @@ class DecodingState:
     #: The pipeline's live per-row state (prompt lengths, steps, seeds, stateful elements).
     rows: BatchState
     encoder_input_ids: torch.Tensor | None
+    #: What unwritten sequence positions hold.
+    pad: int = 0
+    #: The buffers never grow past this many columns (the job's max_length); None: no cap.
+    max_length: int | None = None
+
+    def reserve(self, length: int) -> None:
+        """Make the buffers at least ``length`` columns wide, doubling so growth costs O(1) per step."""
+        have = int(self.sequence_buffer.shape[1])
+        if length <= have:
+            return
+        wanted = max(length, 2 * have)
+        if self.max_length is not None:
+            wanted = max(length, min(wanted, self.max_length))
+        rows = self.sequence_buffer.shape[0]
+        grown = self.sequence_buffer.new_full((rows, wanted), self.pad)
+        grown[:, :have] = self.sequence_buffer
+        mask = self.attention_mask_buffer.new_ones((rows, wanted))
+        mask[:, :have] = self.attention_mask_buffer
+        self.sequence_buffer, self.attention_mask_buffer = grown, mask
 
     @property
     def sequences(self) -> torch.Tensor:
+        self.reserve(self.length)
         return self.sequence_buffer[:, : self.length]
 
     @property
     def attention_mask(self) -> torch.Tensor:
+        self.reserve(self.length)
         return self.attention_mask_buffer[:, : self.length]
 
     def append(self, tokens: torch.Tensor) -> None:
+        self.reserve(self.length + 1)
         self.sequence_buffer[:, self.length] = tokens
         self.length += 1

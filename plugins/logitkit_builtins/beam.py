@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
+from logitkit.decoding import INITIAL_STEPS, DecodingJob, GenerationOutput, reasons_from_codes
 
 NEG = -1.0e9
 
@@ -24,6 +24,13 @@ def gather_beams(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     while index.dim() < tensor.dim():
         index = index.unsqueeze(-1)
     return torch.take_along_dim(tensor, index, dim=1)
+
+
+def widen(tensor: torch.Tensor, width: int, fill: int) -> torch.Tensor:
+    """``tensor`` with its last dimension padded with ``fill`` to ``width``."""
+    grown = tensor.new_full((*tensor.shape[:-1], width), fill)
+    grown[..., : tensor.shape[-1]] = tensor
+    return grown
 
 
 def beam_search(job: DecodingJob) -> GenerationOutput:
@@ -43,9 +50,10 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
     top_num_beam_mask[:num_beams] = True
 
     fill = (job.pad or job.eos[0]) if job.eos else -1
-    running_sequences = torch.full(
-        (batch, num_beams, max_length), fill, dtype=torch.long, device=device
-    )
+    # The [batch, beams, length] buffers start with room for a few steps and double as the beams
+    # grow (see ``widen`` in the loop), so a huge max_length with an early finish allocates little.
+    width = min(max_length, prompt_length + INITIAL_STEPS)
+    running_sequences = torch.full((batch, num_beams, width), fill, dtype=torch.long, device=device)
     running_sequences[:, :, :prompt_length] = state.sequences.view(batch, num_beams, prompt_length)
     sequences = running_sequences.clone()
     # Only the first beam starts live, so the first step does not pick the same token num_beams times.
@@ -56,7 +64,7 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
     finished_codes = torch.zeros((batch, num_beams), dtype=torch.int8, device=device)
     may_improve = torch.ones((batch, 1), dtype=torch.bool, device=device)
     running_beam_indices = torch.full(
-        (batch, num_beams, max_length - prompt_length), -1, dtype=torch.int32, device=device
+        (batch, num_beams, width - prompt_length), -1, dtype=torch.int32, device=device
     )
     beam_indices = running_beam_indices.clone()
     batch_offset = torch.arange(batch, device=device).view(-1, 1) * num_beams
@@ -66,6 +74,12 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
     cur_len = prompt_length
     logits = state.logits
     while True:
+        if cur_len >= width:
+            width = min(max_length, max(cur_len + 1, 2 * width))
+            running_sequences = widen(running_sequences, width, fill)
+            sequences = widen(sequences, width, fill)
+            running_beam_indices = widen(running_beam_indices, width - prompt_length, -1)
+            beam_indices = widen(beam_indices, width - prompt_length, -1)
         flat_running = running_sequences[:, :, :cur_len].reshape(batch * num_beams, cur_len)
         ctx = job.context(state, flat_running, beam_search=True)
         log_probs = pipe.process(torch.nn.functional.log_softmax(logits, dim=-1), ctx)
@@ -147,7 +161,7 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
         )
 
     keep_n = settings.num_return_sequences
-    out_sequences = sequences[:, :keep_n].reshape(batch * keep_n, max_length)
+    out_sequences = sequences[:, :keep_n].reshape(batch * keep_n, -1)
     out_scores = beam_scores[:, :keep_n].reshape(-1)
     out_indices = beam_indices[:, :keep_n].reshape(batch * keep_n, -1)
     out_codes = finished_codes[:, :keep_n].reshape(-1)

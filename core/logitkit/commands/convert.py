@@ -13,7 +13,7 @@ import yaml
 from logitkit.errors import ConfigError, Problem
 from logitkit.formats import FORMATS, convert
 from logitkit.formats.sniff import guess_format
-from logitkit.loading import read_config_file
+from logitkit.loading import max_config_bytes, parse_text, read_config_file
 
 HELP = "Convert sampling settings between logitkit, generation_config.json, OpenAI and llama.cpp, reporting what is lost."
 
@@ -76,15 +76,19 @@ def _param(text: str) -> tuple[str, Any]:
         return key, json.loads(raw)
     except json.JSONDecodeError:
         return key, raw
+    except RecursionError:
+        raise ConfigError([Problem("convert", f"--param {key}", "value is nested too deeply")]) from None
 
 
 def _read(args: argparse.Namespace) -> Any:
     data: Any = {}
     if args.input == "-":
-        try:
-            data = json.loads(sys.stdin.read())
-        except json.JSONDecodeError as exc:
-            raise ConfigError([Problem("<stdin>", "", f"JSON syntax error: {exc.msg}")]) from None
+        # The same parser and limits as a config file: size, nesting depth, value budget.
+        limit = max_config_bytes("<stdin>")
+        text = sys.stdin.read(limit + 1)
+        if len(text) > limit:
+            raise ConfigError([Problem("<stdin>", "", f"input is over {limit} characters, the limit (LOGITKIT_MAX_CONFIG_BYTES)")])
+        data = parse_text(text, "json", "<stdin>")
     elif args.input is not None:
         data = read_config_file(args.input)
     params = dict(_param(p) for p in args.param)

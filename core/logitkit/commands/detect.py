@@ -9,6 +9,7 @@ not, 2 when the config or the input is invalid.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -19,10 +20,35 @@ import torch
 from logitkit.commands._output import print_json, table
 from logitkit.config import ResolvedConfig, resolve
 from logitkit.detection import DEFAULT_Z_THRESHOLD, Detection
+from logitkit.loading import UnreadableFile, read_bounded
 
 HELP = "Score a text (--text, with --tokenizer) or token ids (--ids) for a config's watermark; exit 0 watermarked, 1 not, 2 bad input."
 
 WATERMARKED, NOT_WATERMARKED, BAD_INPUT = 0, 1, 2
+#: --ids-file and --text-file are read up to this many bytes; a longer (or endless) input is refused.
+MAX_INPUT_BYTES = 16_000_000
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1 (a vocabulary of 0 tokens cannot be scored)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {text[:40]!r})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (every z-score compares False with NaN)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text[:40]!r})") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text[:40]!r})")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--vocab-size",
-        type=int,
+        type=positive_int,
         metavar="N",
         help="the model's vocabulary size (overrides tokens.vocab_size)",
     )
-    parser.add_argument("--z-threshold", type=float, default=DEFAULT_Z_THRESHOLD, metavar="Z",
+    parser.add_argument("--z-threshold", type=finite_float, default=DEFAULT_Z_THRESHOLD, metavar="Z",
                         help=f"z-score above which a sequence counts as watermarked (default {DEFAULT_Z_THRESHOLD})")  # fmt: skip
     parser.add_argument(
         "--processor",
@@ -120,7 +146,11 @@ def read_sequences(args: argparse.Namespace) -> list[list[int]]:
 
 def _read(path: str, option: str) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return read_bounded(Path(path), MAX_INPUT_BYTES).decode("utf-8")
+    except UnreadableFile as exc:
+        raise InputError(f"{option}: {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{option}: {path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise InputError(f"{option}: {path}: {exc.strerror}") from None
 

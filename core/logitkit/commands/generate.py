@@ -131,6 +131,19 @@ def read_prompt(prompt: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
+def first_line(exc: BaseException) -> str:
+    """``Type: message``, the message's first line cut to 200 characters."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError, or the CPU allocator's RuntimeError."""
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return "can't allocate memory" in str(exc) or "not enough memory" in str(exc)
+
+
 def run(args: argparse.Namespace) -> int:
     from logitkit.demo import load_codec, load_model
     from logitkit.generation import generate
@@ -142,8 +155,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    model = load_model(args.model)
-    codec = load_codec(args.model)
+    try:
+        model = load_model(args.model)
+        codec = load_codec(args.model)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, JSON errors...
+        print(f"error: --model {args.model or '(demo)'}: cannot load the model: {first_line(exc)}", file=sys.stderr)
+        return 2
     if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMETERS:
         # One token at a time through a tiny model: thread hand-offs cost more than they save.
         torch.set_num_threads(1)
@@ -187,10 +204,18 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
 
     started = time.perf_counter()
-    output = generate(
-        model, input_ids, pipe, tokenizer=codec.tokenizer, eos_token_id=codec.eos_ids,
-        seeds=None if seed is None else [seed], max_new_tokens=max_new, on_tokens=show,
-    )  # fmt: skip
+    try:
+        output = generate(
+            model, input_ids, pipe, tokenizer=codec.tokenizer, eos_token_id=codec.eos_ids,
+            seeds=None if seed is None else [seed], max_new_tokens=max_new, on_tokens=show,
+        )  # fmt: skip
+    except (MemoryError, RuntimeError) as exc:
+        if not is_allocation_failure(exc):
+            raise
+        beams = resolved.generation.num_beams
+        print(f"\nerror: out of memory generating {max_new} new tokens with num_beams {beams} "
+              f"(generation.max_new_tokens, generation.num_beams): {first_line(exc)}", file=sys.stderr)  # fmt: skip
+        return 2
     elapsed = time.perf_counter() - started
     new_tokens = output.new_tokens[0].tolist()
     if (
