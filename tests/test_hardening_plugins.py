@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import logitkit
+from conftest import write_dist_info
 from logitkit import Pipeline, ProcessorContractError
 from logitkit.plugins import PluginSource, discover
 from logitkit.registry import build_registry
@@ -48,7 +49,6 @@ def test_a_plugin_calling_sys_exit_at_import_is_reported_and_the_rest_load() -> 
 
 
 def test_the_cli_survives_a_plugin_calling_sys_exit(tmp_path: Path) -> None:
-    from conftest import write_dist_info
 
     write_dist_info(tmp_path, "lk-exits", "1.0", {"exits": "lk_exits_on_import"})
     env = {"PYTHONPATH": f"{tmp_path}:{TEST_PLUGINS}", "PATH": "/usr/bin:/bin"}
