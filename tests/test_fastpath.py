@@ -303,3 +303,32 @@ def test_the_chain_on_a_qwen_sized_row_matches_the_dense_path(reg, dtype) -> Non
         assert same(fused, dense)
         fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))
         assert same(fused, dense)
+
+
+def nan_rows(vocab: int, seed: int) -> torch.Tensor:
+    """Rows holding NaN where a view would rank it: at the top, in a body chunk, in the short tail."""
+    rows = random_rows(4, vocab, 2.0, seed)
+    rows[0, min(3, vocab - 2)] = float("nan")
+    rows[1, vocab - 1] = float("nan")  # the short last chunk
+    rows[2, :] = float("nan")
+    return rows
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[str(c) for c in CHAINS])
+def test_nan_rows_get_the_dense_result(reg, chain) -> None:  # type: ignore[no-untyped-def]
+    """The fast path must not rank NaN as a score: those rows take the dense path (found by the fuzz run)."""
+    for vocab in (3, 37, 5000):
+        scores = nan_rows(vocab, vocab)
+        ids = torch.zeros(4, 2, dtype=torch.long)
+        fused, dense = both_paths(pipeline(chain), lambda p: p(ids, scores))  # noqa: B023
+        assert isinstance(fused, torch.Tensor) and isinstance(dense, torch.Tensor)
+        assert torch.equal(fused.nan_to_num(nan=7.0), dense.nan_to_num(nan=7.0)), vocab
+
+
+def test_top_k_then_min_length_on_a_nan_row_keeps_eos_out(reg) -> None:  # type: ignore[no-untyped-def]
+    """The fuzz case: the view dropped NaN, kept only eos, min_length removed it, and "top" gave eos."""
+    pipe = pipeline({"processors": [{"top_k": 1}, {"min_length": 12}], "tokens": {"eos": 1}})
+    scores = torch.tensor([[-0.0152, 0.0038, float("nan")]])
+    ids = torch.tensor([[5, 6]])
+    fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))
+    assert same(fused, dense) and same(dense, torch.tensor([0]))

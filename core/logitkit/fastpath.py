@@ -191,6 +191,14 @@ class RowStats:
             self._entropy = torch.where(total > 0, entropy, torch.zeros_like(entropy))
         return self._entropy
 
+    def nan_rows(self) -> torch.Tensor:
+        """Bool [batch]: rows holding a NaN, read from the chunk maxima (amax propagates NaN)."""
+        whole = self.chunk_maxima().shape[-1] * CHUNK
+        found = torch.isnan(self.chunk_maxima()).any(dim=-1)
+        if whole < self.scores.shape[-1]:
+            found |= torch.isnan(self.scores[:, whole:]).any(dim=-1)
+        return found
+
     def rows(self, rows: torch.Tensor) -> RowStats:
         """The statistics of a subset of rows (what is already computed carries over)."""
         part = RowStats(self.scores[rows])
@@ -356,7 +364,8 @@ class CandidateView:
         vocab = scores.shape[-1]
         if m >= vocab * FULL_SORT_FRACTION:
             return cls.full(scores, stats)
-        values, ids = canonical_order(*chunked_topk(scores, m))
+        maxima = stats.chunk_maxima() if stats is not None else None
+        values, ids = canonical_order(*chunked_topk(scores, m, maxima))
         check_at = (values > values[:, -1:]).sum(dim=-1)
         return cls(values, ids, vocab, False, check_at, stats or RowStats(scores))
 
@@ -516,7 +525,7 @@ class CandidateView:
 
     def trimmed(self) -> CandidateView:
         """A complete view without its trailing columns that are dropped in every row."""
-        alive = self.values > NEG_INF
+        alive = self.values != NEG_INF  # NaN stays: the dense path keeps it for the row guard
         positions = torch.arange(1, self.width + 1, device=self.values.device)
         width = max(int((alive * positions).amax()), 1)
         if width == self.width:
@@ -673,6 +682,15 @@ def run_fused(
     stats = RowStats(scores)
     pending: torch.Tensor | None = None  # rows still unsettled; None is all of them
     done: list[tuple[torch.Tensor, CandidateView]] = []
+    nan_rows = stats.nan_rows()
+    if bool(nan_rows.any()):
+        # A view orders NaN as the best score, while the dense processors' comparisons with NaN
+        # keep or drop differently (transformers' top_k then drops nothing): NaN rows go dense.
+        rows = nan_rows.nonzero().flatten()
+        done.append((rows, _dense_view(chain, scores[rows], rows_of(ctx, rows))))
+        if rows.numel() == batch:
+            return CandidateView.merged(done, batch)
+        pending = (~nan_rows).nonzero().flatten()
     for plan in _plans(chain, capped, vocab, scores.dtype):
         part = (scores, stats) if pending is None else (scores[pending], stats.rows(pending))
         built = plan(*part)
@@ -698,6 +716,13 @@ def run_fused(
             "candidate view of %d too small for %d rows; growing", view.width, pending.numel()
         )
     raise AssertionError("a full view always settles")
+
+
+def _dense_view(chain: Sequence[Processor], scores: torch.Tensor, ctx: StepContext) -> CandidateView:
+    """The chain run densely, as the dense path runs it, wrapped as a complete view."""
+    for processor in chain:
+        scores = apply_checked(processor, scores, ctx)
+    return CandidateView.full(scores)
 
 
 def _attempt(
