@@ -686,9 +686,9 @@ def run_fused(
     if bool(nan_rows.any()):
         # A view orders NaN as the best score, while the dense processors' comparisons with NaN
         # keep or drop differently (transformers' top_k then drops nothing): NaN rows go dense.
-        rows = nan_rows.nonzero().flatten()
-        done.append((rows, _dense_view(chain, scores[rows], rows_of(ctx, rows))))
-        if rows.numel() == batch:
+        with_nan = nan_rows.nonzero().flatten()
+        done.append((with_nan, _dense_view(chain, scores[with_nan], rows_of(ctx, with_nan))))
+        if with_nan.numel() == batch:
             return CandidateView.merged(done, batch)
         pending = (~nan_rows).nonzero().flatten()
     for plan in _plans(chain, capped, vocab, scores.dtype):
