@@ -22,8 +22,19 @@ def vocab_mask(ids: Sequence[int], vocab_size: int, device: torch.device) -> tor
     return mask[:vocab_size]
 
 
+def written(scores: torch.Tensor, ids: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    """``scores.scatter(1, ids, values)`` (a copy): every repeat of an id must carry the same value.
+
+    A clone and an ``index_put_``: on CPU an out-of-place ``scatter`` of bf16 or fp16
+    scores costs about three softmax passes, the clone and the writes a fifth of one.
+    """
+    out = scores.clone()
+    rows = torch.arange(ids.shape[0], device=ids.device).unsqueeze(-1).expand_as(ids)
+    return out.index_put_((rows, ids), values)
+
+
 def ban_tokens(scores: torch.Tensor, tokens: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
-    """``scores`` with ``tokens[r, j]`` set to -inf wherever ``hit[r, j]``, by one out-of-place scatter.
+    """``scores`` with ``tokens[r, j]`` set to -inf wherever ``hit[r, j]``, by one out-of-place write.
 
     No vocab-sized mask is built: misses borrow a hit of their row (writing
     -inf again changes nothing), and a row without hits rewrites its own
@@ -35,7 +46,7 @@ def ban_tokens(scores: torch.Tensor, tokens: torch.Tensor, hit: torch.Tensor) ->
     borrowed = tokens.gather(1, hit.int().argmax(dim=1, keepdim=True))
     safe = torch.where(any_hit, torch.where(hit, tokens, borrowed), 0)
     fill = torch.where(any_hit, torch.full_like(scores[:, :1], NEG_INF), scores[:, :1])
-    return scores.scatter(1, safe, fill.expand_as(safe))
+    return written(scores, safe, fill.expand_as(safe))
 
 
 class MaskCache:

@@ -8,7 +8,7 @@ import torch
 from pydantic import Field, NonNegativeInt
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
-from logitkit_builtins._tokens import encoder_ids
+from logitkit_builtins._tokens import encoder_ids, written
 from logitkit_builtins.numerics import safe_log_softmax
 
 
@@ -17,7 +17,7 @@ def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.
 
     ``ids`` equal to the vocab size are ignored positions or out-of-vocab ids.
     They borrow a real id of their row, so every write to a token carries the
-    same value and one out-of-place scatter (a single pass over the scores)
+    same value and one out-of-place write (a copy of the scores)
     does the job, with no host-side filtering.
     """
     vocab = scores.shape[-1]
@@ -30,7 +30,7 @@ def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.
     picked = scores.gather(1, safe)
     penalized = torch.where(picked < 0, picked * penalty, picked / penalty)
     # A row with nothing to penalize writes its own scores back.
-    return scores.scatter(1, safe, torch.where(has_valid, penalized, picked))
+    return written(scores, safe, torch.where(has_valid, penalized, picked))
 
 
 class RepetitionPenaltyConfig(ProcessorConfig):
