@@ -8,6 +8,7 @@ import torch
 
 from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
 from logitkit_builtins.beam import beam_search
+from logitkit_builtins.contrastive import contrastive_search
 from logitkit_builtins.group_beam import group_beam_search
 
 
@@ -71,4 +72,9 @@ def register_search_strategies(register: Callable[..., None]) -> None:
         "group_beam_search",
         group_beam_search,
         "diverse beam search (num_beam_groups, diversity_penalty), transformers 4.x's algorithm",
+    )
+    register(
+        "contrastive_search",
+        contrastive_search,
+        "contrastive search (penalty_alpha, top_k, low_memory), transformers 4.x's algorithm",
     )
