@@ -9,6 +9,7 @@ import torch
 from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
 from logitkit_builtins.beam import beam_search
 from logitkit_builtins.contrastive import contrastive_search
+from logitkit_builtins.dola import dola
 from logitkit_builtins.group_beam import group_beam_search
 
 
@@ -77,4 +78,9 @@ def register_search_strategies(register: Callable[..., None]) -> None:
         "contrastive_search",
         contrastive_search,
         "contrastive search (penalty_alpha, top_k, low_memory), transformers 4.x's algorithm",
+    )
+    register(
+        "dola",
+        dola,
+        "DoLa decoding (dola_layers: low, high or a list), greedy or sampled, transformers 4.x's algorithm",
     )
