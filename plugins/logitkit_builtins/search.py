@@ -8,6 +8,7 @@ import torch
 
 from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
 from logitkit_builtins.beam import beam_search
+from logitkit_builtins.constrained_beam import constrained_beam_search
 from logitkit_builtins.contrastive import contrastive_search
 from logitkit_builtins.dola import dola
 from logitkit_builtins.group_beam import group_beam_search
@@ -83,4 +84,9 @@ def register_search_strategies(register: Callable[..., None]) -> None:
         "dola",
         dola,
         "DoLa decoding (dola_layers: low, high or a list), greedy or sampled, transformers 4.x's algorithm",
+    )
+    register(
+        "constrained_beam_search",
+        constrained_beam_search,
+        "beam search forced to include words (force_words_ids, phrasal and disjunctive constraints), transformers 4.x's algorithm",
     )
