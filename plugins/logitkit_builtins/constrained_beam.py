@@ -36,6 +36,7 @@ from logitkit_builtins._beam_constraints import (
     Disjunction,
     Phrase,
 )
+from logitkit_builtins._options import search_options
 from logitkit_builtins.group_beam import Hypotheses
 
 NEG = -1.0e9
@@ -176,7 +177,7 @@ def _constraint_step(
 
 
 def constrained_beam_search(job: DecodingJob) -> GenerationOutput:
-    options = ConstrainedOptions.model_validate(job.settings.search_options)
+    options = search_options(ConstrainedOptions, job)
     settings = job.settings
     beams = settings.num_beams
     if beams < 2 or settings.num_beam_groups != 1:

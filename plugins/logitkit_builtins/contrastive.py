@@ -23,6 +23,7 @@ from pydantic import ConfigDict, Field
 from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
 from logitkit.strict import StrictModel
 from logitkit_builtins._hidden_states import HiddenStatesRecorder, record_hidden_states
+from logitkit_builtins._options import search_options
 
 
 class ContrastiveOptions(StrictModel):
@@ -98,7 +99,7 @@ def _candidates_one_by_one(
 
 
 def contrastive_search(job: DecodingJob) -> GenerationOutput:
-    options = ContrastiveOptions.model_validate(job.settings.search_options)
+    options = search_options(ContrastiveOptions, job)
     settings = job.settings
     recorder = record_hidden_states(job.runner, "contrastive_search")
     k, alpha = options.top_k, options.penalty_alpha

@@ -29,6 +29,7 @@ from pydantic import ConfigDict
 from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
 from logitkit.strict import StrictModel
 from logitkit_builtins._hidden_states import record_hidden_states
+from logitkit_builtins._options import search_options
 
 #: 4.x's relative-top filter: keep tokens with at least this share of the best token's probability.
 RELATIVE_TOP = 0.1
@@ -100,7 +101,7 @@ def contrast(layers: list[int], premature: dict[int, torch.Tensor], final: torch
 
 
 def dola(job: DecodingJob) -> GenerationOutput:
-    options = DolaOptions.model_validate(job.settings.search_options)
+    options = search_options(DolaOptions, job)
     settings = job.settings
     if job.runner.is_encoder_decoder:
         raise ValueError("dola: DoLa decoding runs on decoder-only models only (as in transformers 4.x)")
