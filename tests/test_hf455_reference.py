@@ -222,3 +222,15 @@ def test_every_mode_case_goes_through_the_translation_without_keywords() -> None
                            ("constrained", "constrained_beam_search")]:  # fmt: skip
         for case in cases(prefix):
             assert pipeline_for(case).generation.search == search
+
+
+def test_the_docs_constraints_example_is_a_valid_config() -> None:
+    import re
+
+    import yaml
+
+    page = (Path(__file__).parents[1] / "docs" / "generation.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", page, re.DOTALL) if "constrained_beam_search" in b)
+    pipe = logitkit.Pipeline.from_config(yaml.safe_load(block))
+    assert pipe.generation.search == "constrained_beam_search"
+    assert pipe.generation.search_options["constraints"][1] == {"disjunctive": [[50], [8, 9]]}
