@@ -2,7 +2,7 @@
 
 A case is run the way a user would: its GenerationConfig fields go through
 ``logitkit convert``'s translation (processors, ``generation:``, tokens) and
-``logitkit.formats.hf_search_modes`` (the 4.x decoding mode), and
+``logitkit.formats.hf_search_modes``, which it calls for the 4.x decoding mode, and
 ``logitkit.generate`` gets the pipeline with no settings repeated as keywords.
 """
 
@@ -18,7 +18,6 @@ import torch
 
 import logitkit
 from logitkit.formats.generation_config import from_generation_config
-from logitkit.formats.hf_search_modes import SEARCH_MODE_FIELDS, search_mode
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf455"
 sys.path.insert(0, str(FIXTURES))
@@ -60,11 +59,10 @@ def gc_fields(case: dict[str, Any]) -> dict[str, Any]:
 
 
 def pipeline_for(case: dict[str, Any]) -> logitkit.Pipeline:
-    fields = gc_fields(case)
-    plain = {k: v for k, v in fields.items() if k not in SEARCH_MODE_FIELDS}
-    config = from_generation_config(plain).value
-    config.setdefault("generation", {}).update(search_mode(fields))
-    return logitkit.Pipeline.from_config(config)
+    conversion = from_generation_config(gc_fields(case))
+    # Only bookkeeping may be left behind; every field that changes the output is carried.
+    assert {loss.parameter for loss in conversion.lost} <= {"return_dict_in_generate"}, conversion.report()
+    return logitkit.Pipeline.from_config(conversion.value)
 
 
 def run(case: dict[str, Any]) -> logitkit.GenerationOutput:

@@ -234,3 +234,15 @@ def test_the_docs_constraints_example_is_a_valid_config() -> None:
     pipe = logitkit.Pipeline.from_config(yaml.safe_load(block))
     assert pipe.generation.search == "constrained_beam_search"
     assert pipe.generation.search_options["constraints"][1] == {"disjunctive": [[50], [8, 9]]}
+
+
+def test_convert_carries_the_modes_and_reports_what_4x_would_ignore() -> None:
+    from logitkit.formats.generation_config import from_generation_config
+
+    carried = from_generation_config({"penalty_alpha": 0.6, "top_k": 4, "low_memory": True})
+    assert carried.lossless, carried.report()
+    assert carried.value["generation"]["search_options"] == {"penalty_alpha": 0.6, "top_k": 4, "low_memory": True}
+    ignored = from_generation_config({"penalty_alpha": 0.6, "top_k": 4, "do_sample": True, "low_memory": True})
+    assert {loss.parameter for loss in ignored.lost} == {"penalty_alpha", "low_memory"}
+    refused = from_generation_config({"force_words_ids": [[3]], "num_beams": 1})
+    assert any("num_beams > 1" in loss.reason for loss in refused.lost)
