@@ -75,7 +75,10 @@ def search_mode(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def ignored_fields(data: Mapping[str, Any]) -> dict[str, str]:
     """This module's fields that are set but do not take effect, with the reason (for the loss report)."""
-    mode = search_mode(data).get("search")
+    try:
+        mode = search_mode(data).get("search")
+    except SearchModeError:
+        mode = None  # reported by the caller as the refusal it is
     ignored: dict[str, str] = {}
     if data.get("penalty_alpha") not in (None, 0, 0.0) and mode != "contrastive_search":
         ignored["penalty_alpha"] = "contrastive search needs top_k > 1, one beam and do_sample false"
