@@ -75,8 +75,9 @@ STRATEGY_INTRO = """
 
 A search strategy is a function `strategy(job) -> GenerationOutput`, registered
 with `register_search_strategies` and chosen by `generation.search: NAME`. The
-built-in `decode`, `beam_search` and `group_beam_search`
-(`plugins/logitkit_builtins/search.py`) are written this way. A strategy that
+built-in `decode`, `beam_search`, `group_beam_search`, `contrastive_search`,
+`dola` and `constrained_beam_search` (`plugins/logitkit_builtins/search.py`)
+are written this way. A strategy that
 takes parameters declares them as a pydantic model in `strategy.Config`;
 `generation.search_options` is then validated against it with the rest of the
 config (errors read `generation.search_options.width: ...`), and the strategy

@@ -7,9 +7,13 @@ times the number of beams of earlier groups (same prompt) that picked it at
 this step (Hamming diversity; applied before the pipeline's processors: 4.x
 ran it ahead of every processor except guidance and sequence_bias). Each group keeps its own finished
 hypotheses with 4.x's ``BeamHypotheses`` rules; at the end the best
-``num_return_sequences`` across all groups are returned. Unlike 4.x, a
-finished sequence keeps the eos token it ended with (4.x wrote the first eos
-id in its place), and rows are filled as transformers v5's beam search does.
+``num_return_sequences`` across all groups are returned, shorter rows
+filled with pad as 4.x fills them (v5's beam search fills with ``pad or
+eos``). Unlike 4.x, a finished sequence keeps the eos token it ended with
+(4.x wrote the first eos id in its place; the two agree with one eos id).
+``output_scores`` gives each step's processed scores for every beam
+(diversity penalty and processors applied, before the beam's running score
+is added) and ``output_logits`` the raw logits, as 4.x returns them.
 """
 
 from __future__ import annotations
@@ -102,10 +106,15 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
     logits = state.logits
     ended_by = "length"
     n_keep = max(2, 1 + len(eos)) * group_size
+    scores_seen: list[torch.Tensor] = []
+    logits_seen: list[torch.Tensor] = []
     while True:
         current_tokens = torch.zeros(batch * num_beams, dtype=torch.long, device=device)
         reorder = torch.zeros(batch * num_beams, dtype=torch.long, device=device)
         log_softmax = torch.nn.functional.log_softmax(logits, dim=-1)
+        if settings.output_logits:
+            logits_seen.append(logits)
+        step_scores = torch.zeros_like(log_softmax) if settings.output_scores else None
         for g in range(groups):
             start = g * group_size
             rows = torch.tensor(
@@ -124,6 +133,8 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
             ctx = job.context(state, group_ids, beam_search=True, rows=rows)
             ctx.extra["beam_group"] = g
             scores = pipe.process(scores, ctx)
+            if step_scores is not None:
+                step_scores[rows] = scores
             vocab = scores.shape[-1]
             totals = (scores + beam_scores[rows].unsqueeze(-1)).view(batch, group_size * vocab)
             top_scores, top_ids = torch.topk(totals, n_keep, dim=1, largest=True, sorted=True)
@@ -146,6 +157,8 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
             input_ids[rows] = group_ids[next_rows]
             current_tokens[rows] = next_tokens
             reorder[rows] = num_beams * (next_rows // group_size) + start + (next_rows % group_size)
+        if step_scores is not None:
+            scores_seen.append(step_scores)
         input_ids = torch.cat([input_ids, current_tokens.unsqueeze(-1)], dim=-1)
         job.runner.reorder(reorder)
         state.rows.reorder(reorder)
@@ -158,7 +171,10 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
             break
         state.length = input_ids.shape[-1]
         logits = job.runner.advance(input_ids, state.attention_mask)
-    return _finalize(hyps, done, input_ids, beam_scores, job, groups, group_size, ended_by)
+    output = _finalize(hyps, done, input_ids, beam_scores, job, groups, group_size, ended_by)
+    output.scores = tuple(scores_seen) if settings.output_scores else None
+    output.logits = tuple(logits_seen) if settings.output_logits else None
+    return output
 
 
 def _choose(
@@ -241,9 +257,8 @@ def _finalize(
         ranked = sorted(candidates, key=lambda x: x[0])
         chosen.extend(ranked.pop() for _ in range(keep))
     lengths = [len(seq) for _, seq, _ in chosen]
-    # Shorter rows are filled like transformers v5's beam search fills them.
-    fill = (job.pad or job.eos[0]) if job.eos else job.pad
-    out = input_ids.new_full((len(chosen), min(max(lengths), job.max_length)), fill)
+    # Shorter rows are filled with pad, as 4.x's BeamSearchScorer.finalize fills them.
+    out = input_ids.new_full((len(chosen), min(max(lengths), job.max_length)), job.pad)
     for i, (_, seq, _) in enumerate(chosen):
         out[i, : len(seq)] = seq
     return GenerationOutput(

@@ -8,6 +8,9 @@ import torch
 
 from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
 from logitkit_builtins.beam import beam_search
+from logitkit_builtins.constrained_beam import constrained_beam_search
+from logitkit_builtins.contrastive import contrastive_search
+from logitkit_builtins.dola import dola
 from logitkit_builtins.group_beam import group_beam_search
 
 
@@ -71,4 +74,19 @@ def register_search_strategies(register: Callable[..., None]) -> None:
         "group_beam_search",
         group_beam_search,
         "diverse beam search (num_beam_groups, diversity_penalty), transformers 4.x's algorithm",
+    )
+    register(
+        "contrastive_search",
+        contrastive_search,
+        "contrastive search (penalty_alpha, top_k, low_memory), transformers 4.x's algorithm",
+    )
+    register(
+        "dola",
+        dola,
+        "DoLa decoding (dola_layers: low, high or a list), greedy or sampled, transformers 4.x's algorithm",
+    )
+    register(
+        "constrained_beam_search",
+        constrained_beam_search,
+        "beam search forced to include words (force_words_ids, phrasal and disjunctive constraints), transformers 4.x's algorithm",
     )

@@ -13,6 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from logitkit.formats.common import Conversion, changed_fields, run_order
+from logitkit.formats.hf_search_modes import (
+    SEARCH_MODE_FIELDS,
+    SearchModeError,
+    ignored_fields,
+    search_mode,
+)
 from logitkit.registry import Registry
 from logitkit.settings import GenerationSettings
 
@@ -61,16 +67,30 @@ def from_generation_config(data: Mapping[str, Any]) -> Conversion:
     """A logitkit config dict from the contents of a ``generation_config.json``."""
     from logitkit.formats.hf_processors import load_generation_config, to_config
 
-    gc = load_generation_config(dict(data))
+    gc = load_generation_config({k: v for k, v in data.items() if k not in SEARCH_MODE_FIELDS})
     conv = Conversion(to_config(gc))
     generation = {
         key: data[key] for key in data if key in GENERATION_FIELDS and data[key] is not None
     }
+    # 4.x's decoding modes (contrastive, DoLa, constrained beam) become registered search strategies.
+    try:
+        mode = search_mode(data)
+    except SearchModeError as exc:
+        mode = {}
+        conv.lose("search mode", str(exc))
+    generation.update(mode)
     if generation:
         conv.value["generation"] = generation
+    ignored = ignored_fields(data)
     for key, value in data.items():
         if key in METADATA or key in GENERATION_FIELDS or value is None:
             continue
+        if key in SEARCH_MODE_FIELDS:
+            if key in ignored:
+                conv.lose(key, ignored[key])
+            continue
+        if key == "top_k" and mode.get("search") == "contrastive_search":
+            continue  # contrastive search's candidate count, carried in search_options
         if key in SAMPLING_ONLY and not data.get("do_sample", False):
             conv.lose(key, "do_sample is false, so transformers never applies it")
         elif key not in CONSUMED:
