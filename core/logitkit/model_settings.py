@@ -1,0 +1,48 @@
+"""The ``generation:`` settings that shape the model's forward passes, not the token choice.
+
+Caches, compilation and extra outputs, named as in transformers'
+``GenerationConfig``. ``GenerationSettings`` inherits these fields; the code
+that acts on them lives in ``logitkit.caches`` and ``logitkit.forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ConfigDict
+
+from logitkit.strict import StrictModel
+
+#: Every ``cache_implementation`` transformers 5.24 knows (``paged`` switches it to continuous batching).
+CacheImplementation = Literal[
+    "dynamic",
+    "static",
+    "sliding_window",
+    "hybrid",
+    "hybrid_chunked",
+    "offloaded",
+    "offloaded_static",
+    "offloaded_hybrid",
+    "offloaded_hybrid_chunked",
+    "quantized",
+    "paged",
+]
+
+
+class ModelCallSettings(StrictModel):
+    """How ``logitkit.generate`` calls the model: KV cache, compilation, recorded outputs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    #: False: no KV cache, the whole sequence is fed at every step (same tokens, slower).
+    use_cache: bool = True
+    #: Unset: the model's default cache (a DynamicCache).
+    cache_implementation: CacheImplementation | None = None
+    #: Keyword arguments of the cache class (``quantized``: backend, nbits, ...).
+    cache_config: dict[str, Any] | None = None
+    #: Fields of transformers' ``CompileConfig``; used when a compilable cache allows compilation.
+    compile_config: dict[str, Any] | None = None
+    disable_compile: bool = False
+    #: Keep every step's attention weights / hidden states in the output (as transformers does).
+    output_attentions: bool = False
+    output_hidden_states: bool = False
