@@ -131,7 +131,7 @@ def test_static_cache_is_the_one_the_model_sees(llama, prompts) -> None:
     finally:
         hook.remove()
     assert len(seen) == 3 and all(isinstance(c, StaticCache) for c in seen)
-    assert seen[0].get_max_length() == ids.shape[1] + 3
+    assert seen[0].get_max_length() == ids.shape[1] + 3 - 1  # max_length - 1, as transformers
 
 
 @pytest.mark.parametrize("cache", ["static", "hybrid"])
@@ -449,3 +449,46 @@ def test_bos_only_encoder_decoder_matches_transformers(t5) -> None:
 def test_bos_only_without_a_bos_token_is_a_config_error(t5) -> None:
     with pytest.raises(ConfigError, match=r"tokens\.bos: input_ids=None starts every row from the bos token"):
         logitkit.generate(t5, None, max_new_tokens=3)
+
+
+# -- carried from a GenerationConfig -----------------------------------------------------------
+
+
+def test_fields_carried_from_a_generation_config_reproduce_transformers(prompts, llama_eos, monkeypatch) -> None:
+    from transformers import GenerationConfig
+
+    from logitkit import Pipeline
+    from logitkit.model_settings import from_generation_config
+
+    model = tiny_llama()
+    model.set_attn_implementation("eager")
+    spy = CompileSpy(model)
+    monkeypatch.setattr(model, "get_compiled_call", spy)
+    compile_config = CompileConfig(fullgraph=True, mode="default")
+    compile_config._compile_all_devices = True
+    gc = GenerationConfig(
+        do_sample=False, max_new_tokens=6, eos_token_id=llama_eos, pad_token_id=PAD, cache_implementation="static",
+        compile_config=compile_config, output_attentions=True, output_hidden_states=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+    ids, mask = prompts
+    ref = model.generate(ids, attention_mask=mask, generation_config=gc)
+    theirs = [c.to_dict() for c in spy.configs]
+    spy.configs.clear()
+    fields = from_generation_config(gc)
+    assert fields == {
+        "cache_implementation": "static",
+        "compile_config": {**compile_config.to_dict(), "_compile_all_devices": True},
+        "output_attentions": True,
+        "output_hidden_states": True,
+    }
+    pipe = Pipeline.from_config(
+        {"generation": {**fields, "max_new_tokens": 6}, "tokens": {"eos": llama_eos, "pad": PAD}}
+    )
+    out = logitkit.generate(model, ids, pipe, attention_mask=mask)
+    assert torch.equal(out.sequences, ref.sequences)
+    assert [c.to_dict() for c in spy.configs] == theirs and theirs
+    assert_same_nested(out.attentions, ref.attentions)
+    assert_same_nested(out.hidden_states, ref.hidden_states)
+    no_cache = from_generation_config(GenerationConfig(use_cache=False, disable_compile=True))
+    assert no_cache == {"use_cache": False, "disable_compile": True}

@@ -3,7 +3,8 @@
 ``dynamic`` (or unset) leaves the model to create its own DynamicCache.
 ``static`` and its 5.24 aliases (``sliding_window``, ``hybrid``,
 ``hybrid_chunked``: the StaticCache infers sliding layers from the model's
-config) get a StaticCache sized to the generation's ``max_length``. The
+config) get a StaticCache of ``max_length - 1`` positions (``cache_config:
+{max_cache_len: N}`` asks for more). The
 others need something this machine may not have (a CUDA device, a
 quantization package); without it they fail here, before any forward pass,
 with an error naming what is missing rather than deep inside transformers.
@@ -47,12 +48,14 @@ def _static_length(settings: GenerationSettings, max_length: int) -> int:
         raise _problem(
             f"a static cache takes only max_cache_len, not {', '.join(extra)}", "generation.cache_config"
         )
+    # The last token is never fed back, so max_length - 1 positions suffice (transformers sizes it so).
+    needed = max_length - 1
     wanted = options.get("max_cache_len")
     if wanted is None:
-        return max_length
-    if not isinstance(wanted, int) or wanted < max_length:
+        return needed
+    if not isinstance(wanted, int) or wanted < needed:
         raise _problem(
-            f"max_cache_len must be an integer >= the generation's max_length {max_length} (got {wanted!r})",
+            f"max_cache_len must be an integer >= max_length - 1 = {needed} (got {wanted!r})",
             "generation.cache_config",
         )
     return wanted

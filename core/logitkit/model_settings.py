@@ -46,3 +46,28 @@ class ModelCallSettings(StrictModel):
     #: Keep every step's attention weights / hidden states in the output (as transformers does).
     output_attentions: bool = False
     output_hidden_states: bool = False
+
+
+def from_generation_config(gc: Any) -> dict[str, Any]:
+    """These fields of a transformers ``GenerationConfig``, for the ``generation:`` section.
+
+    Only values that differ from the defaults above are returned, so the
+    result merges into whatever else the translation carries. A
+    ``CompileConfig`` becomes the mapping of its fields (its
+    ``_compile_all_devices`` flag included, when set).
+    """
+    defaults = ModelCallSettings()
+    out: dict[str, Any] = {}
+    for name in ModelCallSettings.model_fields:
+        value = getattr(gc, name, None)
+        if name == "compile_config" and value is not None and not isinstance(value, dict):
+            fields = dict(value.to_dict())
+            if getattr(value, "_compile_all_devices", None) is not None:
+                fields["_compile_all_devices"] = bool(value._compile_all_devices)
+            value = fields
+        if name == "cache_config" and value is not None and not isinstance(value, dict):
+            value = dict(value.to_dict()) if hasattr(value, "to_dict") else dict(vars(value))
+        if value is None or value == getattr(defaults, name):
+            continue
+        out[name] = value
+    return out
