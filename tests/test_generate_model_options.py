@@ -492,3 +492,37 @@ def test_fields_carried_from_a_generation_config_reproduce_transformers(prompts,
     assert_same_nested(out.hidden_states, ref.hidden_states)
     no_cache = from_generation_config(GenerationConfig(use_cache=False, disable_compile=True))
     assert no_cache == {"use_cache": False, "disable_compile": True}
+
+
+class BiasedLlama:
+    """Built lazily: a LlamaForCausalLM whose forward takes an extra per-row input, ``logit_bias`` [rows, vocab]."""
+
+    @staticmethod
+    def build() -> Any:
+        from transformers import LlamaForCausalLM
+
+        class Biased(LlamaForCausalLM):  # type: ignore[misc]
+            def forward(self, *args: Any, logit_bias: torch.Tensor | None = None, **kwargs: Any) -> Any:
+                out = super().forward(*args, **kwargs)
+                if logit_bias is not None:
+                    out.logits = out.logits + logit_bias[:, None, :]
+                return out
+
+        base = tiny_llama()
+        model = Biased(base.config).eval()
+        model.load_state_dict(base.state_dict())
+        return model
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_an_extra_model_input_is_forwarded_every_step_and_repeated_for_beams(prompts, num_beams) -> None:
+    model = BiasedLlama.build()
+    ids, mask = prompts
+    bias = torch.zeros(ids.shape[0], model.config.vocab_size)
+    bias[torch.arange(ids.shape[0]), torch.tensor([10, 20, 30, 40])] = 2.5  # each row leans to its own token
+    settings: dict[str, Any] = dict(max_new_tokens=6, pad_token_id=PAD, num_beams=num_beams)
+    ref = model.generate(ids, attention_mask=mask, do_sample=False, logit_bias=bias, eos_token_id=None, **settings)
+    out = logitkit.generate(model, ids, None, attention_mask=mask, logit_bias=bias, eos_token_id=[], **settings)
+    assert torch.equal(out.sequences, ref)
+    plain = logitkit.generate(model, ids, None, attention_mask=mask, eos_token_id=[], **settings)
+    assert not torch.equal(plain.sequences, out.sequences)
