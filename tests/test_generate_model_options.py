@@ -526,3 +526,36 @@ def test_an_extra_model_input_is_forwarded_every_step_and_repeated_for_beams(pro
     assert torch.equal(out.sequences, ref)
     plain = logitkit.generate(model, ids, None, attention_mask=mask, eos_token_id=[], **settings)
     assert not torch.equal(plain.sequences, out.sequences)
+
+
+def test_convert_reads_the_same_fields_from_generation_config_json(prompts, tmp_path) -> None:
+    from transformers import GenerationConfig
+
+    from logitkit import Pipeline
+    from logitkit.formats.generation_config import from_generation_config as convert
+    from logitkit.model_settings import from_generation_config
+
+    gc = GenerationConfig(
+        max_new_tokens=5, cache_implementation="static", compile_config=CompileConfig(fullgraph=True),
+        disable_compile=True, output_hidden_states=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    import json
+
+    # to_json_string writes compile_config as a mapping, which transformers' own from_dict refuses to read.
+    (tmp_path / "generation_config.json").write_text(gc.to_json_string())
+    saved = json.loads((tmp_path / "generation_config.json").read_text())
+    assert isinstance(saved["compile_config"], dict)
+    conv = convert(saved)
+    ours = from_generation_config(gc)
+    assert {k: conv.value["generation"][k] for k in ours} == ours
+    assert not [loss for loss in conv.lost if loss.parameter in ours]
+    pipe = Pipeline.from_config(conv.value)
+    model = tiny_llama()
+    ids, mask = prompts
+    out = logitkit.generate(model, ids, pipe, attention_mask=mask, pad_token_id=PAD)
+    ref = model.generate(
+        ids, attention_mask=mask, do_sample=False, max_new_tokens=5, pad_token_id=PAD, cache_implementation="static",
+        return_dict_in_generate=True, output_hidden_states=True,
+    )  # fmt: skip
+    assert torch.equal(out.sequences, ref.sequences)
+    assert_same_nested(out.hidden_states, ref.hidden_states)
