@@ -63,6 +63,15 @@ def _reorder(cache: Any, model: Any, index: torch.Tensor) -> Any:
     raise ValueError(f"{type(model).__name__}'s cache cannot be reordered for beam search")
 
 
+def _grow(values: torch.Tensor, width: int, step: int) -> torch.Tensor:
+    """``values`` cut or extended to ``width`` columns, each new one its left neighbour plus ``step``."""
+    have = int(values.shape[-1])
+    if width <= have:
+        return values[:, :width]
+    offsets = torch.arange(1, width - have + 1, device=values.device, dtype=values.dtype) * step
+    return torch.cat([values, values[:, -1:] + offsets], dim=-1)
+
+
 class CausalLMRunner:
     """A transformers decoder-only model, fed one token per step after the prompt (the whole sequence without a cache)."""
 
@@ -96,12 +105,16 @@ class CausalLMRunner:
         return _last_logits(out.logits)
 
     def advance(self, sequences: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.positions is not None:
-            self.positions = torch.cat([self.positions, self.positions[:, -1:] + 1], dim=-1)
-        if self.token_types is not None:
-            self.token_types = torch.cat([self.token_types, self.token_types[:, -1:]], dim=-1)
+        self._follow(int(sequences.shape[-1]))
         fed = sequences[:, -1:] if self.options.use_cache else sequences
         return _last_logits(self._forward(self.call, fed, attention_mask).logits)
+
+    def _follow(self, width: int) -> None:
+        """Grow (or cut) the positions and token types to the sequence's width: one step or several."""
+        if self.positions is not None:
+            self.positions = _grow(self.positions, width, step=1)
+        if self.token_types is not None:
+            self.token_types = _grow(self.token_types, width, step=0)
 
     def _forward(self, call: Callable[..., Any], input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
         width = int(input_ids.shape[-1])
