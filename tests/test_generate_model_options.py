@@ -559,3 +559,17 @@ def test_convert_reads_the_same_fields_from_generation_config_json(prompts, tmp_
     )  # fmt: skip
     assert torch.equal(out.sequences, ref.sequences)
     assert_same_nested(out.hidden_states, ref.hidden_states)
+
+
+def test_per_row_decoder_start_from_a_generation_config_matches_transformers(t5, prompts) -> None:
+    from transformers import GenerationConfig
+
+    from logitkit import Pipeline
+
+    ids, mask = prompts
+    gc = GenerationConfig(do_sample=False, max_new_tokens=7, decoder_start_token_id=[0, 5, 9, 0], eos_token_id=1)
+    ref = t5.generate(ids, attention_mask=mask, generation_config=gc)
+    pipe = Pipeline.from_generation_config(gc)
+    assert pipe.tokens.decoder_start == [0, 5, 9, 0]
+    out = logitkit.generate(t5, ids, pipe, attention_mask=mask, max_new_tokens=7)
+    assert torch.equal(out.sequences, ref)

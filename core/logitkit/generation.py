@@ -122,8 +122,7 @@ def _special_tokens(
 def _decoder_start(
     model: Any, pipeline: Pipeline, explicit: int | Sequence[int] | torch.Tensor | None
 ) -> int | Sequence[int] | torch.Tensor:
-    if explicit is not None and not isinstance(explicit, int):
-        return explicit  # one per prompt
+    """One decoder start id, or one per prompt (a list or tensor, from any of the sources)."""
     for value in (
         explicit,
         pipeline.tokens.decoder_start,
@@ -131,7 +130,7 @@ def _decoder_start(
         _model_setting(model, "bos_token_id"),
     ):
         if value is not None:
-            return int(value)
+            return int(value) if isinstance(value, int) else value
     raise ValueError(
         "an encoder-decoder needs decoder_start_token_id "
         "(the argument, tokens.decoder_start, or the model's config)"

@@ -83,8 +83,8 @@ def tokens_section(gc: GenerationConfig, model: Any = None) -> dict[str, Any]:
         tokens["eos"] = eos
     for key, field in (("bos", "bos_token_id"), ("pad", "pad_token_id"), ("decoder_start", "decoder_start_token_id")):
         value = getattr(gc, field, None)
-        if isinstance(value, int):
-            tokens[key] = value
+        if isinstance(value, int) or (key == "decoder_start" and isinstance(value, list) and value):
+            tokens[key] = value  # decoder_start may hold one id per prompt
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "get_text_config"):
         vocab = getattr(config.get_text_config(), "vocab_size", None)
