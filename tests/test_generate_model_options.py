@@ -394,6 +394,8 @@ def test_unknown_keywords_are_still_config_errors(llama, prompts) -> None:
         logitkit.generate(llama, ids, None, attention_mask=mask, max_new_tokenz=3)
     with pytest.raises(ConfigError, match=r"generation\.past_key_values"):
         logitkit.generate(llama, ids, None, attention_mask=mask, past_key_values=None)
+    with pytest.raises(ConfigError, match=r"inputs_embeds: prompts given as embeddings are not supported"):
+        logitkit.generate(llama, ids, None, attention_mask=mask, inputs_embeds=torch.zeros(4, 7, 32))
 
 
 # -- decoder_start_token_id per row ------------------------------------------------------------

@@ -37,6 +37,11 @@ def _problem(path: str, reason: str) -> ConfigError:
 def split_keywords(model: Any, keywords: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(settings, model keywords)``. A name neither takes stays a setting, so validation reports it."""
     fields = GenerationSettings.model_fields
+    if keywords.get("inputs_embeds") is not None:
+        raise _problem(
+            "inputs_embeds",
+            "prompts given as embeddings are not supported: pass input_ids (the loop extends token ids)",
+        )
     rest = [k for k in keywords if k not in fields]
     if not rest or not is_transformers_model(model):
         return dict(keywords), {}
