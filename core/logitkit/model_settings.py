@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from logitkit.strict import StrictModel
 
@@ -46,6 +46,24 @@ class ModelCallSettings(StrictModel):
     #: Keep every step's attention weights / hidden states in the output (as transformers does).
     output_attentions: bool = False
     output_hidden_states: bool = False
+
+    @field_validator("compile_config")
+    @classmethod
+    def _compile_fields(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Checked here, so `logitkit validate` reports a misspelt field before any generation runs.
+        if not value:
+            return value
+        try:
+            import inspect
+
+            from transformers import CompileConfig
+        except ImportError:  # pragma: no cover - checked again where it is used
+            return value
+        known = [*inspect.signature(CompileConfig).parameters, "_compile_all_devices"]
+        unknown = sorted(set(value) - set(known))
+        if unknown:
+            raise ValueError(f"unknown CompileConfig field {', '.join(unknown)}; CompileConfig takes {', '.join(known)}")
+        return value
 
 
 def from_generation_config(gc: Any) -> dict[str, Any]:
