@@ -575,3 +575,20 @@ def test_per_row_decoder_start_from_a_generation_config_matches_transformers(t5,
     assert pipe.tokens.decoder_start == [0, 5, 9, 0]
     out = logitkit.generate(t5, ids, pipe, attention_mask=mask, max_new_tokens=7)
     assert torch.equal(out.sequences, ref)
+
+
+def test_a_real_compile_with_the_eager_backend_keeps_the_tokens(prompts) -> None:
+    # torch.compile traces the decoding step with dynamo; the "eager" backend skips code generation,
+    # so this stays a matter of seconds on CPU while still running the compiled call.
+    model = tiny_llama()
+    ids, mask = prompts
+    settings: dict[str, Any] = dict(max_new_tokens=6, pad_token_id=PAD, eos_token_id=[], cache_implementation="static")
+    compile_config = {"backend": "eager", "mode": None, "fullgraph": False, "_compile_all_devices": True}
+    out = logitkit.generate(model, ids, None, attention_mask=mask, compile_config=compile_config, **settings)
+    assert hasattr(model, "_compiled_call")
+    assert model._last_compile_config.to_dict() == {k: v for k, v in compile_config.items() if not k.startswith("_")} | {
+        "dynamic": None, "options": None
+    }
+    settings["eos_token_id"] = None
+    ref = model.generate(ids, attention_mask=mask, do_sample=False, disable_compile=True, **settings)
+    assert torch.equal(out.sequences, ref)
