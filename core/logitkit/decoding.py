@@ -49,6 +49,15 @@ class GenerationOutput:
     sequences_scores: torch.Tensor | None = None
     #: With text prompts: each row's generated text (``logitkit.prompts``).
     texts: list[str] | None = None
+    #: ``output_attentions`` / ``output_hidden_states``: per forward pass, one tensor per layer, under
+    #: transformers' names (decoder-only: ``attentions``, ``hidden_states``; encoder-decoder: the rest).
+    attentions: tuple[Any, ...] | None = None
+    hidden_states: tuple[Any, ...] | None = None
+    encoder_attentions: tuple[Any, ...] | None = None
+    encoder_hidden_states: tuple[Any, ...] | None = None
+    decoder_attentions: tuple[Any, ...] | None = None
+    cross_attentions: tuple[Any, ...] | None = None
+    decoder_hidden_states: tuple[Any, ...] | None = None
 
     @property
     def new_tokens(self) -> torch.Tensor:

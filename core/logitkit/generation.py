@@ -22,6 +22,13 @@ from logitkit.contract_checks import check_search_output
 from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit.errors import ConfigError, Problem
 from logitkit.healing import heal_prompts
+from logitkit.model_call import (
+    attach_outputs,
+    bos_prompt,
+    decoder_starts,
+    forward_options,
+    split_keywords,
+)
 from logitkit.models import runner_for
 from logitkit.pipeline import Pipeline
 from logitkit.registry import Registry
@@ -112,7 +119,10 @@ def _special_tokens(
     return eos, int(pad)
 
 
-def _decoder_start(model: Any, pipeline: Pipeline, explicit: int | None) -> int:
+def _decoder_start(
+    model: Any, pipeline: Pipeline, explicit: int | Sequence[int] | torch.Tensor | None
+) -> int | Sequence[int] | torch.Tensor:
+    """One decoder start id, or one per prompt (a list or tensor, from any of the sources)."""
     for value in (
         explicit,
         pipeline.tokens.decoder_start,
@@ -120,7 +130,7 @@ def _decoder_start(model: Any, pipeline: Pipeline, explicit: int | None) -> int:
         _model_setting(model, "bos_token_id"),
     ):
         if value is not None:
-            return int(value)
+            return int(value) if isinstance(value, int) else value
     raise ValueError(
         "an encoder-decoder needs decoder_start_token_id "
         "(the argument, tokens.decoder_start, or the model's config)"
@@ -162,7 +172,7 @@ def _row_seeds(
 
 def generate(
     model: Any,
-    input_ids: torch.Tensor | str | Sequence[str],
+    input_ids: torch.Tensor | str | Sequence[str] | None,
     pipeline: Pipeline | Any = None,
     *,
     attention_mask: torch.Tensor | None = None,
@@ -170,11 +180,12 @@ def generate(
     seeds: torch.Tensor | Sequence[int] | None = None,
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
-    decoder_start_token_id: int | None = None,
+    decoder_start_token_id: int | Sequence[int] | torch.Tensor | None = None,
+    bos_token_id: int | None = None,
     registry: Registry | None = None,
     on_tokens: Callable[[torch.Tensor], None] | None = None,
     streamer: Any = None,
-    **settings: Any,
+    **keywords: Any,
 ) -> GenerationOutput:
     """Generate from ``input_ids`` ([batch, length], left-padded) with ``pipeline``.
 
@@ -194,14 +205,22 @@ def generate(
     ``tokenizer`` and left-padded, and ``output.texts`` holds each row's new text
     (``logitkit.prompts``). The pipeline is not changed: every call keeps
     its own state, so one pipeline serves concurrent calls.
+
+    Other keywords go to the model's forward pass, as in transformers
+    (``token_type_ids=``, ...): a name that is neither a setting nor taken by
+    the model is an error. ``input_ids=None`` starts every row from
+    ``bos_token_id``; ``decoder_start_token_id`` may give one id per prompt.
     """
     reg = registry if registry is not None else default_registry()
     if not isinstance(pipeline, Pipeline):
         pipeline = Pipeline.from_config([] if pipeline is None else pipeline, registry=reg)
+    settings, model_kwargs = split_keywords(model, keywords)
     config = _settings(pipeline, settings)
     tokenizer = tokenizer if tokenizer is not None else pipeline.context.get("tokenizer")
     eos, pad = _special_tokens(model, pipeline, eos_token_id, pad_token_id)
-    texts = prompts.text_prompts(input_ids)
+    texts = prompts.text_prompts(input_ids) if input_ids is not None else None
+    if input_ids is None:
+        input_ids = bos_prompt(model, pipeline, bos_token_id, model_kwargs)
     if texts is not None:
         input_ids, attention_mask = prompts.encode_prompts(texts, tokenizer, pad)
     elif not isinstance(input_ids, torch.Tensor):
@@ -219,7 +238,7 @@ def generate(
     if runner.is_encoder_decoder:
         start = _decoder_start(model, pipeline, decoder_start_token_id)
         encoder_ids, encoder_mask = input_ids, attention_mask
-        decoder_ids = input_ids.new_full((input_ids.shape[0], 1), start)
+        decoder_ids = decoder_starts(start, int(input_ids.shape[0]), input_ids)
         decoder_mask = torch.ones_like(decoder_ids)
 
     healed = None
@@ -235,6 +254,8 @@ def generate(
     max_length = _max_length(config, model, prompt_length)
     if config.stop_strings and tokenizer is None:
         raise _problem("generation.stop_strings", "need a tokenizer: pass tokenizer= to generate()")
+    options = forward_options(config, model, max_length, runner.is_encoder_decoder, model_kwargs)
+    runner = runner_for(model, options)
     stop_context = StopContext(config, eos, prompt_length, max_length, tokenizer, time.monotonic())
 
     name = _search_name(config)
@@ -268,6 +289,7 @@ def generate(
             streamer.end()  # also on failure, so a TextIteratorStreamer's reader is released
     rows = input_ids.shape[0] * config.num_return_sequences
     output = check_search_output(name, entry.plugin, output, rows, FINISH_REASONS[1:])
+    attach_outputs(output, runner, config)
     if texts is not None:
         output.texts = prompts.decode_new(output.new_tokens, tokenizer, eos)
     return output

@@ -33,7 +33,8 @@ class TokenSettings(StrictModel):
     eos: list[NonNegativeInt] | None = None
     bos: NonNegativeInt | None = None
     pad: NonNegativeInt | None = None
-    decoder_start: NonNegativeInt | None = None
+    #: One id, or one per prompt (a multilingual batch), as transformers' decoder_start_token_id.
+    decoder_start: NonNegativeInt | list[NonNegativeInt] | None = None
     vocab_size: PositiveInt | None = None
 
     @field_validator("eos", mode="before")

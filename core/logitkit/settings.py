@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from logitkit.strict import StrictModel
+from logitkit.model_settings import ModelCallSettings
 
 #: Longest generation a config may ask for: the loops hold [rows, length] buffers, so an
 #: unbounded length (1e12) would ask for terabytes up front.
@@ -15,8 +15,8 @@ MAX_TOKENS = 1_000_000
 MAX_BEAMS = 1024
 
 
-class GenerationSettings(StrictModel):
-    """The ``generation:`` section: how long to decode, when to stop, which search."""
+class GenerationSettings(ModelCallSettings):
+    """The ``generation:`` section: how long to decode, when to stop, which search (and, inherited, how the model is called)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

@@ -37,7 +37,7 @@ def load_generation_config(obj: Any) -> GenerationConfig:
     if isinstance(obj, GenerationConfig):
         return obj
     if isinstance(obj, Mapping):
-        return GenerationConfig.from_dict(dict(obj))
+        return GenerationConfig.from_dict(_with_compile_config(dict(obj)))
     if isinstance(obj, (str, Path)):
         path = Path(obj)
         if path.is_dir():
@@ -50,8 +50,22 @@ def load_generation_config(obj: Any) -> GenerationConfig:
             raise ConfigError([Problem(str(path), "", f"line {exc.lineno}: JSON syntax error: {exc.msg}")]) from None
         if not isinstance(data, dict):
             raise ConfigError([Problem(str(path), "", "a generation config must be a JSON object")])
-        return GenerationConfig.from_dict(data)
+        return GenerationConfig.from_dict(_with_compile_config(data))
     raise TypeError(f"expected a GenerationConfig, a dict or a path, not {type(obj).__name__}")
+
+
+def _with_compile_config(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with a ``compile_config`` mapping made a ``CompileConfig``.
+
+    transformers 5.24 writes it to generation_config.json as a mapping, and its
+    own ``from_dict`` then refuses to read it back.
+    """
+    value = data.get("compile_config")
+    if not isinstance(value, Mapping):
+        return data
+    from logitkit.forward import compile_config
+
+    return {**data, "compile_config": compile_config(value)}
 
 
 def _as_list(value: Any) -> list[int] | None:
@@ -69,8 +83,8 @@ def tokens_section(gc: GenerationConfig, model: Any = None) -> dict[str, Any]:
         tokens["eos"] = eos
     for key, field in (("bos", "bos_token_id"), ("pad", "pad_token_id"), ("decoder_start", "decoder_start_token_id")):
         value = getattr(gc, field, None)
-        if isinstance(value, int):
-            tokens[key] = value
+        if isinstance(value, int) or (key == "decoder_start" and isinstance(value, list) and value):
+            tokens[key] = value  # decoder_start may hold one id per prompt
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "get_text_config"):
         vocab = getattr(config.get_text_config(), "vocab_size", None)
