@@ -19,7 +19,14 @@ from typing import Any
 
 import pytest
 import torch
-from _generation_helpers import PAD, frequent_tokens, left_padded, tiny_llama, tiny_t5
+from _generation_helpers import (
+    PAD,
+    bpe_tokenizer,
+    frequent_tokens,
+    left_padded,
+    tiny_llama,
+    tiny_t5,
+)
 from transformers import GenerationConfig
 
 import logitkit
@@ -106,6 +113,9 @@ CASES: dict[str, Case] = {
     "renormalize_logits": Case({**SAMPLE, "renormalize_logits": True, "output_scores": True, "return_dict_in_generate": True}, seed=19, compare=("scores",), changes_tokens=False),
     "guidance_scale": Case({"max_new_tokens": 10, "guidance_scale": 3.0}, models=("llama",)),
     "watermarking_config": Case({**SAMPLE, "watermarking_config": {"greenlist_ratio": 0.5, "bias": 6.0, "context_width": 2}}, seed=20),
+    # A Llama over the trained byte-level BPE tokenizer's vocabulary, which the stop strings need.
+    "stop_strings": Case({"max_new_tokens": 12, "stop_strings": "PRODUCED"}, models=("llama_bpe",),
+                         baseline={"max_new_tokens": 12}),
     "eos_token_id": Case({"max_new_tokens": 12}, baseline={"max_new_tokens": 12, "eos_token_id": [95]}),
     "pad_token_id": Case({"max_new_tokens": 12, "pad_token_id": 5}, changes_tokens=False),
 }  # fmt: skip
@@ -113,22 +123,41 @@ CASES: dict[str, Case] = {
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, Any]:
-    return {"llama": tiny_llama(), "t5": tiny_t5()}
+    return {"llama": tiny_llama(), "t5": tiny_t5(), "llama_bpe": tiny_llama(vocab=bpe_tokenizer().get_vocab_size())}
+
+
+def hf_tokenizer() -> Any:
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer(), pad_token="<pad>", eos_token="<eos>")
 
 
 @pytest.fixture(scope="module")
 def frequent(models: dict[str, Any]) -> dict[str, list[int]]:
     """Per model: its 3 most frequent greedy tokens, then the first non-eos token greedy emits."""
     ids, mask = left_padded([5, 7, 3, 7])
-    found = {}
+    found: dict[str, Any] = {}
     for name, model in models.items():
+        if name == "llama_bpe":
+            continue
         tokens = frequent_tokens(model, ids, mask, n=3)
         out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=8, pad_token_id=PAD,
                              eos_token_id=tokens[:2])  # fmt: skip
         new = out[:, -8:] if not model.config.is_encoder_decoder else out[:, 1:]
         first = next(int(t) for t in new.T.flatten() if int(t) not in tokens[:2] and int(t) != PAD)
         found[name] = [*tokens, first]
+    found["llama_bpe"] = produced_stop_strings(models["llama_bpe"])
     return found
+
+
+def produced_stop_strings(model: Any) -> list[Any]:
+    """eos ids [1, 2] (never emitted: the stop strings must do the stopping), then strings the model writes."""
+    ids, mask = left_padded([5, 7, 3, 7], vocab=model.config.vocab_size)
+    out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=12, pad_token_id=PAD,
+                         eos_token_id=[1])  # fmt: skip
+    tok = hf_tokenizer()
+    stops = sorted({m[0] for row in out for m in [re.findall(r"[a-z]{2}", tok.decode(row[7:]))] if m})
+    return [1, 1, 1, 1, stops]
 
 
 def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
@@ -142,6 +171,8 @@ def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
     for name in ("suppress_tokens", "begin_suppress_tokens"):
         if fields.get(name) == "FREQUENT":
             fields[name] = [*frequent[:2], top]
+    if fields.get("stop_strings") == "PRODUCED":
+        fields["stop_strings"] = frequent[4]
     if "watermarking_config" in fields:
         from transformers import WatermarkingConfig
 
@@ -151,14 +182,16 @@ def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
 
 def run_transformers(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: GenerationConfig, seed: int) -> Any:
     torch.manual_seed(seed)
+    extra = {"tokenizer": hf_tokenizer()} if gc.stop_strings else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return model.generate(ids, attention_mask=mask, generation_config=gc)
+        return model.generate(ids, attention_mask=mask, generation_config=gc, **extra)
 
 
 def run_logitkit(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: GenerationConfig, seed: int) -> Any:
     torch.manual_seed(seed)
-    return logitkit.generate(model, ids, attention_mask=mask, generation_config=gc)
+    extra = {"tokenizer": bpe_tokenizer()} if gc.stop_strings else {}
+    return logitkit.generate(model, ids, attention_mask=mask, generation_config=gc, **extra)
 
 
 PARAMS = [pytest.param(row, name, id=f"{row}-{name}") for row, case in CASES.items() for name in case.models]
@@ -169,7 +202,7 @@ def test_generation_config_row_matches_transformers(row: str, model_name: str, m
                                                     frequent: dict[str, list[int]]) -> None:  # fmt: skip
     case = CASES[row]
     model = models[model_name]
-    ids, mask = left_padded(list(case.lengths))
+    ids, mask = left_padded(list(case.lengths), vocab=model.config.vocab_size)
     gc = config_for(case, frequent[model_name])
     ref = run_transformers(model, ids, mask, gc, case.seed)
     out = run_logitkit(model, ids, mask, gc, case.seed)
