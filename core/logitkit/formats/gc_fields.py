@@ -101,7 +101,10 @@ def is_set(name: str, value: Any) -> bool:
         return False
     if isinstance(value, (list, tuple, dict)) and not value and name not in TOKEN_FIELDS:
         return False
-    return bool(value != DEFAULTS.get(name, None))
+    try:
+        return bool(value != DEFAULTS.get(name, None))
+    except (RuntimeError, ValueError):  # a tensor (eos ids after transformers' preparation): set
+        return True
 
 
 def known_fields() -> frozenset[str]:
