@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from logitkit.formats import gc_fields
 from logitkit.formats.common import Conversion, changed_fields, run_order
+from logitkit.formats.gc_fields import SAMPLING_ONLY
 from logitkit.registry import Registry
 from logitkit.settings import GenerationSettings
 
@@ -40,7 +40,6 @@ DERIVED = {"min_tokens_to_keep", "begin_step", "max_length", "max_new_tokens"}
 GENERATION_FIELDS = set(GenerationSettings.model_fields) - {"seed", "search", "search_options"}
 #: Selectors transformers' ``do_sample`` stands for: multinomial is its own draw, sample is logitkit's Gumbel draw.
 SAMPLING_SELECTORS = ("multinomial", "sample")
-SAMPLING_ONLY = gc_fields.SAMPLING_ONLY
 
 
 def from_generation_config(data: Mapping[str, Any]) -> Conversion:

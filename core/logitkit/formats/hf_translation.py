@@ -13,8 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from logitkit.formats import gc_fields
 from logitkit.formats.common import Conversion, Loss
+from logitkit.formats.gc_fields import (
+    GENERATION_FIELDS,
+    METADATA,
+    NO_EFFECT,
+    NOT_CARRIED_YET,
+    SAMPLING_ONLY,
+    is_set,
+    known_fields,
+)
 from logitkit.formats.hf_processors import to_config
 
 if TYPE_CHECKING:
@@ -53,8 +61,8 @@ def generation_section(gc: GenerationConfig, data: dict[str, Any]) -> dict[str, 
     """The ``generation:`` settings, the search strategy included."""
     section: dict[str, Any] = {
         name: data[name]
-        for name in gc_fields.GENERATION_FIELDS
-        if name in data and gc_fields.is_set(name, data[name])
+        for name in GENERATION_FIELDS
+        if name in data and is_set(name, data[name])
     }
     if section.get("stop_strings") is not None and isinstance(section["stop_strings"], str):
         section["stop_strings"] = [section["stop_strings"]]  # transformers accepts one string too
@@ -85,17 +93,17 @@ def translate(
     conv = result.conversion
     sampling = bool(gc.do_sample)
     for name, value in data.items():
-        if name in gc_fields.METADATA or not gc_fields.is_set(name, value):
+        if name in METADATA or not is_set(name, value):
             continue
-        if name in gc_fields.NOT_CARRIED_YET:
-            _refuse(result, name, gc_fields.NOT_CARRIED_YET[name])
-        elif name in gc_fields.NO_EFFECT:
-            conv.lose(name, gc_fields.NO_EFFECT[name])
-        elif name in gc_fields.SAMPLING_ONLY and not sampling:
+        if name in NOT_CARRIED_YET:
+            _refuse(result, name, NOT_CARRIED_YET[name])
+        elif name in NO_EFFECT:
+            conv.lose(name, NO_EFFECT[name])
+        elif name in SAMPLING_ONLY and not sampling:
             conv.lose(name, "do_sample is false, so transformers never applies it")
         elif name == "decoder_start_token_id" and not isinstance(value, int):
             _refuse(result, name, "a per-row decoder start is not available yet (issue 13, engineer work in progress)")
-        elif name not in gc_fields.known_fields():
+        elif name not in known_fields():
             conv.lose(name, "not a GenerationConfig field logitkit knows; transformers ignores it too")
     if sampling and (gc.num_beam_groups or 1) > 1:
         _refuse(result, "do_sample", "diverse (group) beam search cannot sample, as in transformers")
