@@ -104,3 +104,17 @@ def test_group_beam_search_cannot_sample() -> None:
         Pipeline.from_generation_config(
             GenerationConfig(do_sample=True, num_beams=4, num_beam_groups=2, diversity_penalty=0.5)
         )
+
+
+def test_generate_takes_a_pipeline_or_a_generation_config_not_both() -> None:
+    import torch
+
+    import logitkit
+
+    def model(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(ids.shape[0], 8)
+
+    with pytest.raises(ValueError, match="not both"):
+        logitkit.generate(model, torch.tensor([[1, 2]]), Pipeline.from_config([]), generation_config={"max_new_tokens": 2})
+    out = logitkit.generate(model, torch.tensor([[1, 2]]), generation_config={"max_new_tokens": 3}, eos_token_id=[])
+    assert out.new_tokens.shape == (1, 3)  # the config's max_new_tokens, no keyword
