@@ -36,6 +36,8 @@ def normalized(gc: dict[str, Any]) -> dict[str, Any]:
     """The fields that carry meaning, in one spelling: eos as a list, no free forced positions."""
     out = {k: v for k, v in gc.items() if k != "transformers_version"}
     out.setdefault("do_sample", False)
+    if out["do_sample"]:
+        out.setdefault("top_k", 50)  # transformers' implicit top_k under do_sample
     if isinstance(out.get("eos_token_id"), int):
         out["eos_token_id"] = [out["eos_token_id"]]
     if "forced_decoder_ids" in out:

@@ -25,7 +25,11 @@ def model() -> GPT2LMHeadModel:
 
 
 def hf_processors(model: GPT2LMHeadModel, gc: GenerationConfig, prompt_length: int, **kwargs: Any) -> Any:
+    """transformers' list as generate() builds it: defaults filled in, min_length rewritten from min_new_tokens."""
     gc = copy.deepcopy(gc)
+    gc.update(**gc._get_default_generation_params(), defaults_only=True)
+    if gc.min_new_tokens is not None:
+        gc.min_length = gc.min_new_tokens + prompt_length  # _prepare_generated_length
     model._prepare_special_tokens(gc, kwargs_has_attention_mask=True, device="cpu")
     return model._get_logits_processor(gc, input_ids_seq_length=prompt_length, device="cpu", **kwargs)
 
@@ -58,7 +62,8 @@ def run_both(model: GPT2LMHeadModel, gc: GenerationConfig, steps: int = 6, batch
              hf_kwargs: dict[str, Any] | None = None, **context: Any) -> None:  # fmt: skip
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 8, (batch, prompt), generator=gen)
-    theirs = hf_processors(model, gc, prompt, **(hf_kwargs or {}))
+    # generate() hands a decoder-only model's prompt to the encoder processors.
+    theirs = hf_processors(model, gc, prompt, **{"encoder_input_ids": ids, **(hf_kwargs or {})})
     pipe = Pipeline.from_generation_config(gc, input_ids_seq_length=prompt, model=model, **context)
     assert [p.name for p in pipe.processors] == [names_of(p) for p in theirs], pipe
     # transformers' list keeps state between calls (guidance's branch); a batch state does that here.
@@ -137,10 +142,16 @@ def test_encoder_processors_with_encoder_ids(model: GPT2LMHeadModel) -> None:
     run_both(model, gc, hf_kwargs={"encoder_input_ids": encoder}, encoder_input_ids=encoder)
 
 
-@pytest.mark.filterwarnings("ignore:Passing `encoder")
-def test_encoder_processors_are_left_out_without_encoder_ids_as_in_transformers(model: GPT2LMHeadModel) -> None:
+def test_encoder_processors_read_the_prompt_without_encoder_ids_as_transformers_5(model: GPT2LMHeadModel) -> None:
     gc = GenerationConfig(encoder_repetition_penalty=1.7, encoder_no_repeat_ngram_size=2)
-    run_both(model, gc)
+    run_both(model, gc)  # transformers' side gets the prompt as encoder_input_ids, as generate() passes it
+
+
+@pytest.mark.filterwarnings("ignore:Passing `encoder")
+def test_encoder_processors_are_left_out_with_dummy_encoder_ids_as_in_transformers(model: GPT2LMHeadModel) -> None:
+    dummy = torch.full((4, 3), -100)
+    gc = GenerationConfig(encoder_repetition_penalty=1.7, encoder_no_repeat_ngram_size=2)
+    run_both(model, gc, hf_kwargs={"encoder_input_ids": dummy}, encoder_input_ids=dummy)
 
 
 def test_beam_sampling_keeps_one_token_per_eos_plus_one(model: GPT2LMHeadModel) -> None:
@@ -190,10 +201,11 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
         Pipeline.from_generation_config(tmp_path / "nope.json")
 
 
-def test_forced_eos_without_a_length_is_caught_before_generation() -> None:
-    # transformers would fail inside generate(); logitkit refuses the config.
-    with pytest.raises(ConfigError, match="max_length or max_new_tokens"):
-        Pipeline.from_generation_config({"forced_eos_token_id": 2})
+def test_forced_eos_without_a_length_uses_the_default_of_20_new_tokens() -> None:
+    entry = next(e for e in to_config(GenerationConfig(forced_eos_token_id=2))["processors"])
+    assert entry["max_new_tokens"] == 20
+    both = to_config(GenerationConfig(forced_eos_token_id=2, max_length=30, max_new_tokens=7))["processors"][0]
+    assert both["max_new_tokens"] == 7 and "max_length" not in both  # max_new_tokens wins, as in transformers 5
 
 
 def test_exponential_decay_without_eos_is_caught_before_generation() -> None:

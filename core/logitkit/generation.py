@@ -36,8 +36,8 @@ from logitkit.registry import registry as default_registry
 from logitkit.settings import GenerationSettings
 from logitkit.stopping import FINISH_REASONS, StopContext, StoppingCriterion
 
-#: transformers' default total length when neither max_new_tokens nor max_length is set.
-DEFAULT_MAX_LENGTH = 20
+#: transformers 5 generates this many new tokens when neither max_new_tokens nor max_length is set.
+DEFAULT_NEW_TOKENS = 20
 
 SOURCE = "generate()"
 
@@ -138,22 +138,53 @@ def _decoder_start(
 
 
 def _max_length(config: GenerationSettings, model: Any, prompt_length: int) -> int:
-    limits = []
-    if config.max_new_tokens is not None:
-        limits.append(prompt_length + config.max_new_tokens)
-    if config.max_length is not None:
-        limits.append(config.max_length)
-    if limits:
-        limit = min(limits)
-    else:
-        limit = int(_model_setting(model, "max_length") or DEFAULT_MAX_LENGTH)
-    if limit <= prompt_length:
-        hint = "" if limits else f" (the default is {limit}; set max_new_tokens)"
+    """The total length limit, by transformers 5's rules (``_prepare_generated_length``).
+
+    ``max_new_tokens`` wins over ``max_length`` when both are set (the
+    settings first, then the model's generation config); with neither,
+    generation runs for ``DEFAULT_NEW_TOKENS`` new tokens, capped by the
+    model's ``max_position_embeddings``.
+    """
+    new_tokens = config.max_new_tokens
+    total = config.max_length
+    if new_tokens is None and total is None:
+        new_tokens = _generation_config_setting(model, "max_new_tokens")
+        total = _generation_config_setting(model, "max_length")
+        if total is not None and total == _library_default_max_length():
+            total = None  # transformers 4.x fills in 20 itself and still treats it as unset
+    if new_tokens is not None:
+        return prompt_length + int(new_tokens)
+    if total is None:
+        limit = prompt_length + DEFAULT_NEW_TOKENS
+        positions = _config_setting(model, "max_position_embeddings")
+        return min(limit, int(positions)) if isinstance(positions, int) and positions > prompt_length else limit
+    if total <= prompt_length:
         raise _problem(
             "generation.max_length",
-            f"must exceed the prompt length {prompt_length} (got {limit}){hint}",
+            f"must exceed the prompt length {prompt_length} (got {total}); set max_new_tokens instead",
         )
-    return limit
+    return int(total)
+
+
+def _library_default_max_length() -> int | None:
+    try:
+        from transformers import GenerationConfig
+    except ImportError:
+        return None
+    value = GenerationConfig().max_length  # type: ignore[no-untyped-call]
+    return int(value) if value is not None else None
+
+
+def _generation_config_setting(model: Any, name: str) -> Any:
+    source = getattr(model, "generation_config", None)
+    return getattr(source, name, None) if source is not None else None
+
+
+def _config_setting(model: Any, name: str) -> Any:
+    config = getattr(model, "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    return getattr(config, name, None) if config is not None else None
 
 
 def _row_seeds(
@@ -168,6 +199,18 @@ def _row_seeds(
     if config.seed is not None:
         return torch.full((batch,), config.seed, dtype=torch.int64)
     return None
+
+
+def _pipeline_for(generation_config: Any, model: Any, input_ids: Any, reg: Registry) -> Pipeline:
+    """``Pipeline.from_generation_config`` with the (decoder) prompt length these inputs give."""
+    config = getattr(model, "config", None)
+    if getattr(config, "is_encoder_decoder", False):
+        seq_length: int | None = 1  # the decoder starts from its start token
+    else:
+        seq_length = int(input_ids.shape[-1]) if isinstance(input_ids, torch.Tensor) else None
+    return Pipeline.from_generation_config(
+        generation_config, registry=reg, input_ids_seq_length=seq_length, model=model
+    )
 
 
 def generate(
@@ -185,6 +228,7 @@ def generate(
     registry: Registry | None = None,
     on_tokens: Callable[[torch.Tensor], None] | None = None,
     streamer: Any = None,
+    generation_config: Any = None,
     **keywords: Any,
 ) -> GenerationOutput:
     """Generate from ``input_ids`` ([batch, length], left-padded) with ``pipeline``.
@@ -210,8 +254,16 @@ def generate(
     (``token_type_ids=``, ...): a name that is neither a setting nor taken by
     the model is an error. ``input_ids=None`` starts every row from
     ``bos_token_id``; ``decoder_start_token_id`` may give one id per prompt.
+    ``generation_config`` (a transformers ``GenerationConfig``, a dict or a
+    path) stands in for ``pipeline``: ``Pipeline.from_generation_config`` builds
+    it for these prompts, so the call does what ``model.generate(ids,
+    generation_config=gc)`` does.
     """
     reg = registry if registry is not None else default_registry()
+    if generation_config is not None:
+        if pipeline is not None:
+            raise ValueError("pass a pipeline or a generation_config, not both")
+        pipeline = _pipeline_for(generation_config, model, input_ids, reg)
     if not isinstance(pipeline, Pipeline):
         pipeline = Pipeline.from_config([] if pipeline is None else pipeline, registry=reg)
     settings, model_kwargs = split_keywords(model, keywords)

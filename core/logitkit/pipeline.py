@@ -153,20 +153,29 @@ class Pipeline:
         return cls.from_resolved(resolved, registry=reg, check=check, on_empty_row=on_empty_row, **context)
 
     @classmethod
-    def from_generation_config(cls, gc_or_path_or_dict: Any, **context: Any) -> Pipeline:
-        """The processors transformers' ``_get_logits_processor`` builds for a ``GenerationConfig``, in its order.
+    def from_generation_config(
+        cls, gc_or_path_or_dict: Any, *, selector: str = "multinomial", strict: bool = False, **context: Any
+    ) -> Pipeline:
+        """A transformers ``GenerationConfig`` as a pipeline: processors, selector and ``generation:`` settings.
 
         Accepts a ``GenerationConfig``, a dict, or a path to generation_config.json.
+        The processors are those ``_get_logits_processor`` builds, in its order;
+        ``do_sample`` picks the ``multinomial`` selector, which reproduces
+        transformers under the same ``torch.manual_seed`` (``selector="sample"``:
+        logitkit's batch-invariant sampler instead). Fields that would change the
+        tokens and cannot be carried raise a ``ConfigError`` naming them; fields
+        with no effect are named in a warning (``strict``: raised too).
         ``context``: ``input_ids_seq_length`` (the prompt length), ``encoder_input_ids``,
         ``attention_mask``, ``model`` (for guidance), ``prefix_allowed_tokens_fn``,
         ``registry`` and any other pipeline context.
         """
+        from logitkit.errors import ConfigError, Problem
         from logitkit.formats.hf_processors import (
             load_generation_config,
             prefix_processor,
             prefix_slot,
-            to_config,
         )
+        from logitkit.formats.hf_translation import translate
 
         reg = context.pop("registry", None) or default_registry()
         prefix_fn = context.pop("prefix_allowed_tokens_fn", None)
@@ -174,14 +183,22 @@ class Pipeline:
         seq_length = context.pop("input_ids_seq_length", None)
         if seq_length is not None:
             context.setdefault("prompt_length", seq_length)
-        config = to_config(
+        if selector not in ("multinomial", "sample"):
+            raise ValueError(f"selector must be 'multinomial' or 'sample', not {selector!r}")
+        translation = translate(
             gc,
             input_ids_seq_length=seq_length,
             encoder_input_ids=context.get("encoder_input_ids"),
             model=context.get("model"),
+            selector="sample" if selector == "sample" else "multinomial",
         )
         source = str(gc_or_path_or_dict) if isinstance(gc_or_path_or_dict, (str, Path)) else "<generation_config>"
-        pipe = cls.from_resolved(resolve(config, registry=reg, source=source), registry=reg, **context)
+        refused = translation.conversion.lost if strict else translation.refused
+        if refused:
+            raise ConfigError([Problem(source, loss.parameter, loss.reason) for loss in refused])
+        for line in translation.conversion.report():
+            log.warning("%s: %s", source, line)
+        pipe = cls.from_resolved(resolve(translation.config, registry=reg, source=source), registry=reg, **context)
         if prefix_fn is None:
             return pipe
         slot = prefix_slot([p.name for p in pipe.processors])

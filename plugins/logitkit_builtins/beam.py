@@ -33,7 +33,26 @@ def widen(tensor: torch.Tensor, width: int, fill: int) -> torch.Tensor:
     return grown
 
 
-def beam_search(job: DecodingJob) -> GenerationOutput:
+def top_continuations(totals: torch.Tensor, k: int, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores, flat indices)`` of ``k`` continuations per prompt, best first.
+
+    Beam sampling draws them without replacement from softmax(totals), as
+    transformers' ``_get_top_k_continuations`` does, so the same torch seed
+    draws the same beams; beam search takes the top ``k``.
+    """
+    if not sample:
+        return torch.topk(totals, k=k)
+    indices = torch.multinomial(torch.nn.functional.softmax(totals, dim=-1), num_samples=k)
+    scores, order = torch.gather(totals, 1, indices).sort(dim=-1, descending=True)
+    return scores, indices.gather(-1, order)
+
+
+def beam_sample(job: DecodingJob) -> GenerationOutput:
+    """Beam search whose continuations are sampled (transformers' do_sample with num_beams > 1)."""
+    return beam_search(job, sample=True)
+
+
+def beam_search(job: DecodingJob, sample: bool = False) -> GenerationOutput:
     settings = job.settings
     num_beams = settings.num_beams
     length_penalty = settings.length_penalty
@@ -93,7 +112,7 @@ def beam_search(job: DecodingJob) -> GenerationOutput:
         )
 
         # Top continuations over all beams of a prompt.
-        topk_log_probs, topk_indices = torch.topk(totals, k=beams_to_keep)
+        topk_log_probs, topk_indices = top_continuations(totals, beams_to_keep, sample)
         source_beam = topk_indices // vocab
         topk_beam_indices = gather_beams(running_beam_indices, source_beam)
         topk_sequences = gather_beams(running_sequences, source_beam)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 
 from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
-from logitkit_builtins.beam import beam_search
+from logitkit_builtins.beam import beam_sample, beam_search
 from logitkit_builtins.constrained_beam import constrained_beam_search
 from logitkit_builtins.contrastive import contrastive_search
 from logitkit_builtins.dola import dola
@@ -69,6 +69,11 @@ def register_search_strategies(register: Callable[..., None]) -> None:
         "beam_search",
         beam_search,
         "beam search (num_beams, length_penalty, early_stopping), as transformers",
+    )
+    register(
+        "beam_sample",
+        beam_sample,
+        "beam search over sampled continuations (do_sample with num_beams > 1), as transformers",
     )
     register(
         "group_beam_search",

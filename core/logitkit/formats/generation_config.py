@@ -1,7 +1,7 @@
 """A transformers ``generation_config.json`` <-> logitkit config.
 
-Reading reuses ``logitkit.formats.hf_processors.to_config`` (the same
-translation ``Pipeline.from_generation_config`` runs), then reports every
+Reading runs ``logitkit.formats.hf_translation.translate`` (the same
+translation ``Pipeline.from_generation_config`` runs), which reports every
 field of the file it did not carry over. Writing maps processors back to
 GenerationConfig fields; transformers' order is fixed, so a config whose run
 order differs from it reports the order as lost.
@@ -13,12 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from logitkit.formats.common import Conversion, changed_fields, run_order
-from logitkit.formats.hf_search_modes import (
-    SEARCH_MODE_FIELDS,
-    SearchModeError,
-    ignored_fields,
-    search_mode,
-)
+from logitkit.formats.gc_fields import SAMPLING_ONLY
 from logitkit.registry import Registry
 from logitkit.settings import GenerationSettings
 
@@ -42,60 +37,25 @@ TO_GC: dict[str, dict[str, str]] = {
 #: Fields transformers derives itself rather than reading from the file.
 DERIVED = {"min_tokens_to_keep", "begin_step", "max_length", "max_new_tokens"}
 #: GenerationConfig fields that become logitkit's ``generation:`` section.
-GENERATION_FIELDS = set(GenerationSettings.model_fields) - {"seed", "token_healing", "search_options"}
-#: Fields read by the logits translation, the tokens section or the selector.
-CONSUMED = {
-    *(gc for mapping in TO_GC.values() for gc in mapping.values()), "do_sample", "remove_invalid_values",
-    "renormalize_logits", "exponential_decay_length_penalty", "watermarking_config", "forced_decoder_ids",
-    "eos_token_id", "bos_token_id", "pad_token_id", "decoder_start_token_id",
-}  # fmt: skip
-#: Bookkeeping keys, not generation parameters.
-METADATA = {"transformers_version", "_from_model_config"}
-SAMPLING_ONLY = {
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "typical_p",
-    "epsilon_cutoff",
-    "eta_cutoff",
-    "top_h",
-}
+GENERATION_FIELDS = set(GenerationSettings.model_fields) - {"seed", "search", "search_options"}
+#: Selectors transformers' ``do_sample`` stands for: multinomial is its own draw, sample is logitkit's Gumbel draw.
+SAMPLING_SELECTORS = ("multinomial", "sample")
 
 
 def from_generation_config(data: Mapping[str, Any]) -> Conversion:
-    """A logitkit config dict from the contents of a ``generation_config.json``."""
-    from logitkit.formats.hf_processors import load_generation_config, to_config
+    """A logitkit config dict from the contents of a ``generation_config.json``.
 
-    gc = load_generation_config({k: v for k, v in data.items() if k not in SEARCH_MODE_FIELDS})
-    conv = Conversion(to_config(gc))
-    generation = {
-        key: data[key] for key in data if key in GENERATION_FIELDS and data[key] is not None
-    }
-    # 4.x's decoding modes (contrastive, DoLa, constrained beam) become registered search strategies.
-    try:
-        mode = search_mode(data)
-    except SearchModeError as exc:
-        mode = {}
-        conv.lose("search mode", str(exc))
-    generation.update(mode)
-    if generation:
-        conv.value["generation"] = generation
-    ignored = ignored_fields(data)
-    for key, value in data.items():
-        if key in METADATA or key in GENERATION_FIELDS or value is None:
-            continue
-        if key in SEARCH_MODE_FIELDS:
-            if key in ignored:
-                conv.lose(key, ignored[key])
-            continue
-        if key == "top_k" and mode.get("search") == "contrastive_search":
-            continue  # contrastive search's candidate count, carried in search_options
-        if key in SAMPLING_ONLY and not data.get("do_sample", False):
-            conv.lose(key, "do_sample is false, so transformers never applies it")
-        elif key not in CONSUMED:
-            conv.lose(key, "no logitkit equivalent in the logits pipeline")
-    return conv
+    The same translation as ``Pipeline.from_generation_config``
+    (``logitkit.formats.hf_translation``); every field it does not carry is reported.
+    """
+    from logitkit.formats.gc_fields import SEARCH_FIELDS
+    from logitkit.formats.hf_processors import load_generation_config
+    from logitkit.formats.hf_translation import translate
+
+    # Constraints written as mappings are not GenerationConfig values: they travel beside it.
+    search = {key: value for key, value in data.items() if key in SEARCH_FIELDS}
+    rest = {key: value for key, value in data.items() if key not in SEARCH_FIELDS}
+    return translate(load_generation_config(rest), search_fields=search).conversion
 
 
 def to_generation_config(config: Any, registry: Registry | None = None) -> Conversion:
@@ -136,16 +96,19 @@ def to_generation_config(config: Any, registry: Registry | None = None) -> Conve
             conv.lose(f"{where}.{key}", reason)
     selector = resolved.selector
     sampling = any(s.name in SAMPLING_ONLY for s in specs)
-    if selector is not None and selector.name not in ("sample", "greedy"):
+    choices = (*SAMPLING_SELECTORS, "greedy")
+    if selector is not None and selector.name not in choices:
         conv.lose(f"selector.{selector.name}", "transformers only samples or picks greedily")
     do_sample = (
         sampling
-        if selector is None or selector.name not in ("sample", "greedy")
-        else selector.name == "sample"
+        if selector is None or selector.name not in choices
+        else selector.name in SAMPLING_SELECTORS
     )
     if sampling and not do_sample:
         conv.lose("selector", "greedy selection: transformers would then skip the sampling warpers")
     out["do_sample"] = do_sample
+    if do_sample and "top_k" not in out:
+        out["top_k"] = 0  # else transformers adds its implicit top_k=50
     if selector is not None and getattr(selector.config, "seed", None) is not None:
         conv.lose(
             "selector.seed",
@@ -164,6 +127,8 @@ def to_generation_config(config: Any, registry: Registry | None = None) -> Conve
     for key, value in changed_fields(resolved.generation).items():
         if key in GENERATION_FIELDS:
             out[key] = value
+        elif key == "search" and value == "beam_sample":
+            out["do_sample"] = True  # transformers samples the beams when do_sample is set
         else:
             conv.lose(f"generation.{key}", "GenerationConfig has no such field")
     # transformers' order is fixed: rebuild what it would run and compare.

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("logitkit.generation_config")
 
+#: transformers 5 fills these in when a config leaves them unset.
+DEFAULT_TOP_K = 50
+DEFAULT_NEW_TOKENS = 20
+
 #: Where the code-only prefix constraint sits in transformers' list: after min_new_tokens.
 PREFIX_AFTER = ("sequence_bias", "encoder_repetition_penalty", "repetition_penalty", "no_repeat_ngram_size",
                 "encoder_no_repeat_ngram_size", "bad_words_ids", "min_length", "min_new_tokens")  # fmt: skip
@@ -93,8 +97,15 @@ def tokens_section(gc: GenerationConfig, model: Any = None) -> dict[str, Any]:
     return tokens
 
 
-def _valid_encoder_ids(ids: Any) -> bool:
-    # transformers ignores a dummy encoder input filled with -100.
+def _encoder_ids_usable(ids: Any) -> bool:
+    """False only for a given encoder input transformers would ignore (a dummy filled with -100).
+
+    Without ``encoder_input_ids`` the encoder processors still run: at each step they read
+    ``ctx.encoder_input_ids`` (the encoder input inside ``generate``), or the prompt on a
+    decoder-only model, which is what transformers 5 passes them.
+    """
+    if ids is None:
+        return True
     return isinstance(ids, torch.Tensor) and ids.dim() == 2 and not bool((ids < 0).any())
 
 
@@ -110,12 +121,12 @@ def logits_entries(gc: GenerationConfig, *, input_ids_seq_length: int | None, en
     if gc.sequence_bias is not None:
         bias = gc.sequence_bias
         add({"name": "sequence_bias", "sequence_bias": dict(bias) if isinstance(bias, Mapping) else list(bias)})
-    has_encoder = _valid_encoder_ids(encoder_input_ids)
+    has_encoder = _encoder_ids_usable(encoder_input_ids)
     if gc.encoder_repetition_penalty is not None and gc.encoder_repetition_penalty != 1.0:
         if has_encoder:
             add({"name": "encoder_repetition_penalty", "penalty": gc.encoder_repetition_penalty})
         else:
-            log.warning("encoder_repetition_penalty needs encoder_input_ids; left out, as transformers does")
+            log.warning("encoder_repetition_penalty: the encoder_input_ids given are not token ids; left out, as transformers does")
     if gc.repetition_penalty is not None and gc.repetition_penalty != 1.0:
         # generate() skips each row's left padding, read from the attention mask in the context.
         add({"name": "repetition_penalty", "penalty": gc.repetition_penalty})
@@ -125,12 +136,16 @@ def logits_entries(gc: GenerationConfig, *, input_ids_seq_length: int | None, en
         if has_encoder:
             add({"name": "encoder_no_repeat_ngram_size", "ngram_size": gc.encoder_no_repeat_ngram_size})
         else:
-            log.warning("encoder_no_repeat_ngram_size needs encoder_input_ids; left out, as transformers does")
+            log.warning("encoder_no_repeat_ngram_size: the encoder_input_ids given are not token ids; left out, as transformers does")
     if gc.bad_words_ids is not None:
         add({"name": "bad_words_ids", "bad_words_ids": gc.bad_words_ids})
     has_eos = bool(_as_list(gc.eos_token_id))
-    if gc.min_length is not None and has_eos and gc.min_length > 0:
-        add({"name": "min_length", "min_length": gc.min_length})
+    min_length = gc.min_length
+    if gc.min_new_tokens is not None and input_ids_seq_length is not None:
+        # transformers 5 overwrites min_length with the prompt plus min_new_tokens.
+        min_length = gc.min_new_tokens + input_ids_seq_length
+    if min_length is not None and has_eos and min_length > 0:
+        add({"name": "min_length", "min_length": min_length})
     if gc.min_new_tokens is not None and has_eos and gc.min_new_tokens > 0:
         add({"name": "min_new_tokens", "min_new_tokens": gc.min_new_tokens})
     if gc.forced_bos_token_id is not None:
@@ -157,11 +172,19 @@ def logits_entries(gc: GenerationConfig, *, input_ids_seq_length: int | None, en
 
 
 def _max_length(gc: GenerationConfig) -> dict[str, int]:
-    if gc.max_length is not None:
-        return {"max_length": gc.max_length}
+    # transformers 5's length rules: max_new_tokens wins, else max_length, else 20 new tokens.
     if gc.max_new_tokens is not None:
         return {"max_new_tokens": gc.max_new_tokens}
-    return {}  # the processor's check reports the missing length
+    if gc.max_length is not None and gc.max_length != _library_default_max_length():
+        return {"max_length": gc.max_length}
+    return {"max_new_tokens": DEFAULT_NEW_TOKENS}
+
+
+def _library_default_max_length() -> int | None:
+    from transformers import GenerationConfig
+
+    value = GenerationConfig().max_length  # type: ignore[no-untyped-call]  # None in transformers 5; 4.x fills in 20 and treats it as unset
+    return int(value) if value is not None else None
 
 
 def sampling_entries(gc: GenerationConfig) -> list[dict[str, Any]]:
@@ -178,8 +201,10 @@ def sampling_entries(gc: GenerationConfig) -> list[dict[str, Any]]:
         entries.append({"name": "temperature", "temperature": gc.temperature})
     if gc.top_h is not None:
         entries.append({"name": "top_h", "top_h": gc.top_h})
-    if gc.top_k is not None and gc.top_k != 0:
-        entries.append({"name": "top_k", "top_k": gc.top_k, "min_tokens_to_keep": keep})
+    # An unset top_k is transformers' default of 50 (GenerationConfig._get_default_generation_params).
+    top_k = gc.top_k if gc.top_k is not None else DEFAULT_TOP_K
+    if top_k != 0:
+        entries.append({"name": "top_k", "top_k": top_k, "min_tokens_to_keep": keep})
     if gc.top_p is not None and gc.top_p < 1.0:
         entries.append({"name": "top_p", "top_p": gc.top_p, "min_tokens_to_keep": keep})
     if gc.min_p is not None:
@@ -222,7 +247,8 @@ def to_config(
         "order": "listed",
         "tokens": tokens_section(gc, model),
         "processors": processors,
-        "selector": "sample" if gc.do_sample else "greedy",
+        # multinomial draws from torch's RNG as transformers does: the same seed gives the same tokens.
+        "selector": "multinomial" if gc.do_sample else "greedy",
     }
 
 

@@ -304,7 +304,7 @@ def to_llama_cpp(config: Any, registry: Registry | None = None) -> Conversion:
             params["mirostat_eta"] = selector.config.eta  # type: ignore[attr-defined]
             if selector.name == "mirostat" and selector.config.m != 100:  # type: ignore[attr-defined]
                 conv.lose("selector.m", "llama.cpp fixes mirostat's m at 100")
-        elif selector.name not in ("sample", "greedy"):
+        elif selector.name not in ("sample", "multinomial", "greedy"):
             conv.lose(f"selector.{selector.name}", "llama.cpp has no equivalent selector")
         if seed is not None:
             params["seed"] = seed

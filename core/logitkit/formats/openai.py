@@ -142,7 +142,9 @@ def to_openai(config: Any, registry: Registry | None = None) -> Conversion:
         # Without this OpenAI would sample at temperature 1; at 0 it picks (near-)greedily.
         params["temperature"] = 0
     elif selector is not None:
-        if selector.name == "sample":
+        if selector.name == "multinomial":
+            pass  # a plain categorical draw, as the server's
+        elif selector.name == "sample":
             if selector.config.seed is not None:  # type: ignore[attr-defined]
                 params["seed"] = selector.config.seed  # type: ignore[attr-defined]
         else:

@@ -1,0 +1,120 @@
+"""Every GenerationConfig field is carried, warned about or refused by name, in both translation paths."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import GenerationConfig
+
+from logitkit import ConfigError, Pipeline
+from logitkit.formats import convert, gc_fields
+from logitkit.formats.hf_translation import translate
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "generation-config.md"
+
+#: A value that asks for something beyond the default, per refused field.
+REFUSED_VALUES: dict[str, Any] = {
+    "penalty_alpha": 0.6, "low_memory": True, "dola_layers": "low", "force_words_ids": [[5]],
+    "constraints": [object()], "num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic",
+    "assistant_confidence_threshold": 0.2, "assistant_lookbehind": 3, "target_lookbehind": 3,
+    "assistant_ensemble_weight": 0.5, "speculation_type": "dflash", "use_mtp": True, "is_assistant": True,
+    "prompt_lookup_num_tokens": 4, "max_matching_ngram_size": 2, "assistant_early_exit": 1, "use_cache": False,
+    "cache_implementation": "static", "cache_config": {"x": 1}, "max_cache_len": 64, "compile_config": {"x": 1},
+    "disable_compile": True, "output_attentions": True, "output_hidden_states": True, "generation_kwargs": {"x": 1},
+}  # fmt: skip
+NO_EFFECT_VALUES = {"return_dict_in_generate": True, "prefill_chunk_size": 64, "return_legacy_cache": True,
+                    "continuous_batching_config": {"x": 1}}  # fmt: skip
+
+
+def with_field(name: str, value: Any) -> GenerationConfig:
+    gc = GenerationConfig()
+    setattr(gc, name, value)  # past GenerationConfig's own validation: the translation must judge it
+    return gc
+
+
+def test_every_field_of_the_installed_generation_config_has_a_place() -> None:
+    fields = set(GenerationConfig().to_dict())
+    assert fields - gc_fields.known_fields() == set()
+
+
+def test_every_field_of_the_installed_generation_config_has_a_docs_row() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    first_cells = {m for line in text.splitlines() if line.startswith("| `")
+                   for m in re.findall(r"`([^`]+)`", line.split("|")[1])}  # fmt: skip
+    assert set(GenerationConfig().to_dict()) - first_cells == set()
+    assert set(REFUSED_VALUES) | set(NO_EFFECT_VALUES) <= first_cells
+
+
+def test_refusal_table_and_values_agree() -> None:
+    assert set(REFUSED_VALUES) == set(gc_fields.NOT_CARRIED_YET)
+    assert set(NO_EFFECT_VALUES) == set(gc_fields.NO_EFFECT)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED_VALUES))
+def test_a_field_that_cannot_be_carried_is_refused_by_name(name: str) -> None:
+    gc = with_field(name, REFUSED_VALUES[name])
+    with pytest.raises(ConfigError, match=re.escape(name)):
+        Pipeline.from_generation_config(gc)
+    # logitkit convert reads through the same translation and reports it lost.
+    assert name in [loss.parameter for loss in translate(gc).conversion.lost]
+
+
+@pytest.mark.parametrize("name", sorted(NO_EFFECT_VALUES))
+def test_a_field_without_effect_is_named_in_a_warning(name: str, caplog: pytest.LogCaptureFixture) -> None:
+    gc = with_field(name, NO_EFFECT_VALUES[name])
+    with caplog.at_level(logging.WARNING, logger="logitkit.pipeline"):
+        Pipeline.from_generation_config(gc)
+    assert any(name in record.getMessage() for record in caplog.records)
+    with pytest.raises(ConfigError, match=re.escape(name)):
+        Pipeline.from_generation_config(gc, strict=True)
+
+
+def test_a_default_config_is_carried_without_a_word(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        pipe = Pipeline.from_generation_config(GenerationConfig(use_cache=True, num_beams=1))
+    assert caplog.records == []
+    assert pipe.selector is not None and pipe.selector.name == "greedy"
+
+
+def test_generation_settings_travel_with_the_pipeline_and_through_convert() -> None:
+    settings = {"max_new_tokens": 7, "num_beams": 4, "length_penalty": 0.5, "early_stopping": "never",
+                "num_return_sequences": 2, "max_time": 3.0, "output_scores": True, "output_logits": True,
+                "stop_strings": ["##"], "token_healing": True}  # fmt: skip
+    pipe = Pipeline.from_generation_config(settings)
+    assert pipe.generation.model_dump(exclude_unset=True) == settings
+    assert convert(settings, "generation_config", "logitkit").value["generation"] == settings
+
+
+def test_sampling_defaults_to_multinomial_with_the_implicit_top_k_and_sample_is_one_setting_away() -> None:
+    pipe = Pipeline.from_generation_config({"do_sample": True})
+    assert [p.name for p in pipe.processors] == ["top_k"] and pipe.processors[0].config.top_k == 50
+    assert pipe.selector is not None and pipe.selector.name == "multinomial"
+    gumbel = Pipeline.from_generation_config({"do_sample": True}, selector="sample")
+    assert gumbel.selector is not None and gumbel.selector.name == "sample"
+    beams = Pipeline.from_generation_config({"do_sample": True, "num_beams": 3})
+    assert beams.generation.search == "beam_sample"
+
+
+def test_group_beam_search_cannot_sample() -> None:
+    with pytest.raises(ConfigError, match="do_sample"):
+        Pipeline.from_generation_config(
+            GenerationConfig(do_sample=True, num_beams=4, num_beam_groups=2, diversity_penalty=0.5)
+        )
+
+
+def test_generate_takes_a_pipeline_or_a_generation_config_not_both() -> None:
+    import torch
+
+    import logitkit
+
+    def model(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(ids.shape[0], 8)
+
+    with pytest.raises(ValueError, match="not both"):
+        logitkit.generate(model, torch.tensor([[1, 2]]), Pipeline.from_config([]), generation_config={"max_new_tokens": 2})
+    out = logitkit.generate(model, torch.tensor([[1, 2]]), generation_config={"max_new_tokens": 3}, eos_token_id=[])
+    assert out.new_tokens.shape == (1, 3)  # the config's max_new_tokens, no keyword
