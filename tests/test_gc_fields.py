@@ -18,13 +18,27 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "generation-config.md"
 
 #: A value that asks for something beyond the default, per refused field.
 REFUSED_VALUES: dict[str, Any] = {
-    "penalty_alpha": 0.6, "low_memory": True, "dola_layers": "low", "force_words_ids": [[5]],
-    "constraints": [object()], "num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic",
+    "num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic",
     "assistant_confidence_threshold": 0.2, "assistant_lookbehind": 3, "target_lookbehind": 3,
     "assistant_ensemble_weight": 0.5, "speculation_type": "dflash", "use_mtp": True, "is_assistant": True,
-    "prompt_lookup_num_tokens": 4, "max_matching_ngram_size": 2, "assistant_early_exit": 1, "use_cache": False,
-    "cache_implementation": "static", "cache_config": {"x": 1}, "max_cache_len": 64, "compile_config": {"x": 1},
-    "disable_compile": True, "output_attentions": True, "output_hidden_states": True, "generation_kwargs": {"x": 1},
+    "prompt_lookup_num_tokens": 4, "max_matching_ngram_size": 2, "assistant_early_exit": 1,
+    "generation_kwargs": {"x": 1},
+}  # fmt: skip
+#: Decoding-mode and model-call fields: what each (with what it needs) becomes in ``generation:``.
+CARRIED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "penalty_alpha": ({"penalty_alpha": 0.6, "top_k": 4},
+                      {"search": "contrastive_search", "search_options": {"penalty_alpha": 0.6, "top_k": 4}}),
+    "low_memory": ({"penalty_alpha": 0.6, "top_k": 4, "low_memory": True},
+                   {"search_options": {"penalty_alpha": 0.6, "top_k": 4, "low_memory": True}}),
+    "dola_layers": ({"dola_layers": "low"}, {"search": "dola", "search_options": {"dola_layers": "low"}}),
+    "force_words_ids": ({"force_words_ids": [[5]], "num_beams": 2},
+                        {"search": "constrained_beam_search", "search_options": {"force_words_ids": [[5]]}}),
+    "use_cache": ({"use_cache": False}, {"use_cache": False}),
+    "cache_implementation": ({"cache_implementation": "static"}, {"cache_implementation": "static"}),
+    "max_cache_len": ({"cache_implementation": "static", "max_cache_len": 64}, {"cache_config": {"max_cache_len": 64}}),
+    "disable_compile": ({"disable_compile": True}, {"disable_compile": True}),
+    "output_attentions": ({"output_attentions": True}, {"output_attentions": True}),
+    "output_hidden_states": ({"output_hidden_states": True}, {"output_hidden_states": True}),
 }  # fmt: skip
 NO_EFFECT_VALUES = {"return_dict_in_generate": True, "prefill_chunk_size": 64, "return_legacy_cache": True,
                     "continuous_batching_config": {"x": 1}}  # fmt: skip
@@ -61,6 +75,19 @@ def test_a_field_that_cannot_be_carried_is_refused_by_name(name: str) -> None:
         Pipeline.from_generation_config(gc)
     # logitkit convert reads through the same translation and reports it lost.
     assert name in [loss.parameter for loss in translate(gc).conversion.lost]
+
+
+@pytest.mark.parametrize("name", sorted(CARRIED))
+def test_decoding_mode_and_model_call_fields_are_carried(name: str) -> None:
+    fields, expected = CARRIED[name]
+    gc = GenerationConfig()
+    for key, value in fields.items():
+        setattr(gc, key, value)
+    translation = translate(gc)
+    assert not translation.refused and name not in [loss.parameter for loss in translation.conversion.lost]
+    generation = translation.config["generation"]
+    assert {key: generation.get(key) for key in expected} == expected
+    Pipeline.from_generation_config(gc)  # builds: the settings validate
 
 
 @pytest.mark.parametrize("name", sorted(NO_EFFECT_VALUES))
