@@ -205,3 +205,12 @@ def test_a_fifo_is_refused_without_hanging(tmp_path) -> None:  # type: ignore[no
     fifo = tmp_path / "pipe.yaml"
     os.mkfifo(fifo)
     assert reasons(str(fifo)) == [f"{fifo}: not a regular file (a device, FIFO or socket)"]
+
+
+def test_an_int_keyed_entry_over_a_preset_is_a_config_error() -> None:
+    """The long fuzz run's find: ``- 0: null`` merged over a preset's list raised KeyError('0')."""
+    import yaml
+
+    config = yaml.safe_load("processors:\n- 0: null\n- 0: null\npreset: balanced\n")
+    with pytest.raises(ConfigError, match="processors"):
+        Pipeline.from_config(config)

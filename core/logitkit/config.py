@@ -523,7 +523,8 @@ def _as_fields(raw: Any, reg: Registry) -> dict[str, Any]:
         return {}
     if "name" in raw:
         return {k: v for k, v in raw.items() if k != "name"}
-    value = raw[name]
+    # A one-key entry; its key may be a YAML int (``- 0: null``) while the name is its text.
+    value = next(iter(raw.values()))
     if isinstance(value, dict):
         return dict(value)
     entry = reg.processors.get(name or "")
