@@ -160,6 +160,16 @@ def _row_seeds(
     return None
 
 
+def _assistant_extra(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """What the speculative searches read from ``job.extra``."""
+    extra: dict[str, Any] = {}
+    if model is not None:
+        extra["assistant_model"] = model
+    if tokenizer is not None:
+        extra["assistant_tokenizer"] = tokenizer
+    return extra
+
+
 def generate(
     model: Any,
     input_ids: torch.Tensor | str | Sequence[str],
@@ -174,6 +184,8 @@ def generate(
     registry: Registry | None = None,
     on_tokens: Callable[[torch.Tensor], None] | None = None,
     streamer: Any = None,
+    assistant_model: Any = None,
+    assistant_tokenizer: Any = None,
     **settings: Any,
 ) -> GenerationOutput:
     """Generate from ``input_ids`` ([batch, length], left-padded) with ``pipeline``.
@@ -190,6 +202,8 @@ def generate(
     step's chosen tokens ([rows]) by strategies that pick one token per row
     per step (``decode``); ``streamer`` (a transformers ``TextStreamer``,
     ``TextIteratorStreamer``, ...) is fed the same way (``logitkit.streaming``).
+    ``assistant_model`` (and ``assistant_tokenizer`` when its tokenizer differs)
+    drafts for the speculative searches (``assisted``, ``universal_assisted``).
     ``input_ids`` may also be text, one string or a list: it is tokenized with
     ``tokenizer`` and left-padded, and ``output.texts`` holds each row's new text
     (``logitkit.prompts``). The pipeline is not changed: every call keeps
@@ -259,6 +273,7 @@ def generate(
         model=model,
         healed=healed,
         on_tokens=streaming.with_streamer(streamer, decoder_ids, on_tokens),
+        extra=_assistant_extra(assistant_model, assistant_tokenizer),
     )
     try:
         with torch.inference_mode():
