@@ -358,3 +358,40 @@ def test_a_biased_acceptance_rule_fails_the_chi_square(monkeypatch: pytest.Monke
     monkeypatch.setattr(_verify, "sampled", accept_all)
     with pytest.raises(AssertionError):
         test_speculative_sampling_keeps_the_target_distribution("assisted", [], 64, 3)
+
+
+# -- generation config fields ----------------------------------------------------------------
+
+
+def test_generation_config_fields_map_to_the_searches_and_match_transformers(target: Any) -> None:
+    from transformers import GenerationConfig
+
+    from logitkit.formats.speculative import FIELDS, assisted_options, speculative_generation
+
+    ids = _prompt_lookup_prompt()
+    for fields in ({"prompt_lookup_num_tokens": 4, "max_matching_ngram_size": 2}, {"assistant_early_exit": 1}):
+        gc = GenerationConfig(do_sample=False, max_new_tokens=14, pad_token_id=PAD, **fields)
+        generation = speculative_generation(gc.to_dict())
+        assert generation["search"] in {"prompt_lookup", "early_exit"}
+        got = logitkit.generate(target, ids, max_new_tokens=14, pad_token_id=PAD, eos_token_id=[], **generation)
+        assert torch.equal(got.sequences, target.generate(ids, generation_config=gc, eos_token_id=None))
+    # Every speculative field 5.24 has is accounted for.
+    assert {f for f in GenerationConfig().to_dict() if "assistant" in f or "lookup" in f or "lookbehind" in f
+            or f == "max_matching_ngram_size"} <= FIELDS | {"assistant_ensemble_weight", "is_assistant"}  # fmt: skip
+    assert speculative_generation({"num_assistant_tokens": 5}) == {}  # read from the assistant, at generate()
+    assert assisted_options({"assistant_lookbehind": 4, "target_lookbehind": 6}, universal=True) == {
+        "assistant_lookbehind": 4, "target_lookbehind": 6,
+    }  # fmt: skip
+
+
+def test_an_assistant_model_alone_picks_assisted_decoding(
+    target: Any, assistant: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    ids, mask = _repetitive(2)
+    with caplog.at_level(logging.DEBUG, logger="logitkit.speculative"):
+        out = logitkit.generate(
+            target, ids, attention_mask=mask, assistant_model=assistant, max_new_tokens=8, pad_token_id=PAD, eos_token_id=[]
+        )
+    assert "rounds" in caplog.text
+    assert torch.equal(out.sequences, logitkit.generate(
+        target, ids, attention_mask=mask, max_new_tokens=8, pad_token_id=PAD, eos_token_id=[]).sequences)  # fmt: skip

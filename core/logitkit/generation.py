@@ -224,6 +224,11 @@ def generate(
         raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    if assistant_model is not None and config.search is None:
+        # transformers' generate(assistant_model=...): assisted decoding, universal with a second tokenizer.
+        config = config.model_copy(
+            update={"search": "universal_assisted" if assistant_tokenizer is not None else "assisted"}
+        )
     if streamer is not None and _search_name(config) != "decode":
         raise ValueError(f"a streamer needs a search that picks one token per step, not {_search_name(config)!r}")
 
