@@ -114,14 +114,16 @@ def _prompt_lookup_prompt() -> torch.Tensor:
     return torch.tensor([[5, 17, 33, 41, 5, 17, 33, 41, 5, 17]])
 
 
-def test_prompt_lookup_matches_transformers_live(target: Any) -> None:
+@pytest.mark.parametrize("penalty", [None, 1.4])
+def test_prompt_lookup_matches_transformers_live(target: Any, penalty: float | None) -> None:
     ids = _prompt_lookup_prompt()
     expected = target.generate(
         ids, do_sample=False, max_new_tokens=14, prompt_lookup_num_tokens=4, max_matching_ngram_size=2,
-        pad_token_id=PAD, eos_token_id=None,
+        pad_token_id=PAD, eos_token_id=None, repetition_penalty=penalty,
     )  # fmt: skip
+    pipe = {"processors": [{"repetition_penalty": penalty}]} if penalty else None
     got = logitkit.generate(
-        target, ids, search="prompt_lookup", search_options={"num_tokens": 4, "max_ngram": 2},
+        target, ids, pipe, search="prompt_lookup", search_options={"num_tokens": 4, "max_ngram": 2},
         max_new_tokens=14, pad_token_id=PAD, eos_token_id=[],
     ).sequences  # fmt: skip
     assert torch.equal(got, expected)
@@ -266,6 +268,15 @@ def test_universal_assisted_on_tiny_llamas_keeps_greedy(target: Any) -> None:
         assistant_tokenizer=assistant_tok, **kw,
     ).sequences  # fmt: skip
     assert torch.equal(got, logitkit.generate(big, ids, **kw).sequences)
+    # transformers 5.24 runs universal assisted decoding at batch 1, with its own tokenizer wrappers.
+    from transformers import PreTrainedTokenizerFast
+
+    expected = big.generate(
+        ids, assistant_model=helper, do_sample=False, max_new_tokens=10, pad_token_id=0, eos_token_id=None,
+        tokenizer=PreTrainedTokenizerFast(tokenizer_object=target_tok, pad_token="<pad>"),
+        assistant_tokenizer=PreTrainedTokenizerFast(tokenizer_object=assistant_tok, pad_token="[PAD]"),
+    )  # fmt: skip
+    assert torch.equal(got, expected)
 
 
 # -- sampling keeps the target's distribution ----------------------------------------------
@@ -395,3 +406,18 @@ def test_an_assistant_model_alone_picks_assisted_decoding(
     assert "rounds" in caplog.text
     assert torch.equal(out.sequences, logitkit.generate(
         target, ids, attention_mask=mask, max_new_tokens=8, pad_token_id=PAD, eos_token_id=[]).sequences)  # fmt: skip
+
+
+def test_universal_assisted_left_padded_batch_of_4_keeps_greedy() -> None:
+    target_tok, assistant_tok = _tokenizer("bpe"), _tokenizer("wordpiece")
+    helper = tiny_llama(vocab=assistant_tok.get_vocab_size(), seed=2)
+    big = tiny_llama(vocab=target_tok.get_vocab_size(), seed=0)
+    rows = [target_tok.encode(t, add_special_tokens=False).ids for t in ("def add(a, b):", "for item in", "class", "print(item)")]
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    kw: dict[str, Any] = {"max_new_tokens": 10, "pad_token_id": 0, "eos_token_id": [], "attention_mask": mask}
+    got = logitkit.generate(
+        big, ids, tokenizer=target_tok, assistant_model=helper, assistant_tokenizer=assistant_tok, **kw
+    ).sequences
+    assert torch.equal(got, logitkit.generate(big, ids, **kw).sequences)
