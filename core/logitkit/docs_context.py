@@ -76,7 +76,9 @@ STRATEGY_INTRO = """
 A search strategy is a function `strategy(job) -> GenerationOutput`, registered
 with `register_search_strategies` and chosen by `generation.search: NAME`. The
 built-in `decode`, `beam_search` and `group_beam_search`
-(`plugins/logitkit_builtins/search.py`) are written this way. A strategy that
+(`plugins/logitkit_builtins/search.py`), and the speculative `prompt_lookup`,
+`assisted`, `early_exit` and `universal_assisted`
+(`plugins/logitkit_builtins/speculative.py`), are written this way. A strategy that
 takes parameters declares them as a pydantic model in `strategy.Config`;
 `generation.search_options` is then validated against it with the rest of the
 config (errors read `generation.search_options.width: ...`), and the strategy

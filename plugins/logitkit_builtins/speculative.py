@@ -159,6 +159,7 @@ def speculate(job: DecodingJob, drafter: Drafter) -> GenerationOutput:
     head: torch.Tensor | None = state.logits  # the target's logits after the last column, when known
     finished = False
     rounds = drafted = kept_drafts = 0
+    plain_argmax = mode == "greedy" and not pipe.processors and not settings.output_scores
     try:
         while not finished:
             length = state.length
@@ -180,10 +181,12 @@ def speculate(job: DecodingJob, drafter: Drafter) -> GenerationOutput:
             logits = torch.cat(parts, dim=1)  # [rows, k + 1, vocab]: after the last column, then after each draft
 
             # The processors at every position, on a fork that accepts the drafts before it.
-            verify = state.rows.fork()
             processed: list[torch.Tensor] = []
             choices: list[torch.Tensor] = []
-            for j in range(k + 1):
+            if plain_argmax:  # no processor and greedy: every position's choice in one argmax
+                choices = list(logits.argmax(dim=-1).unbind(1))
+            verify = state.rows.fork() if not plain_argmax else state.rows
+            for j in range(0 if plain_argmax else k + 1):
                 if j:
                     verify.accept(draft.tokens[:, j - 1])
                 ctx = _context(job, state, verify, extended[:, : length + j])
