@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import torch
 from _generation_helpers import PAD, VOCAB, left_padded, tiny_llama
-from lk_cooldown import Cooldown, HistoryHash
+from lk_cooldown import Cooldown, HistoryHash, HistoryList
 from scipy.stats import chi2
 
 import logitkit
@@ -108,6 +108,23 @@ def test_stateful_processor_sees_its_history_in_the_verify_step(target: Any) -> 
     object.__setattr__(checker, "apply", spy)
     _spec(target, ids, mask, pipe, "prompt_lookup")
     assert state_seen and all(state_seen)
+
+
+def test_a_fork_advances_without_touching_the_state_it_came_from() -> None:
+    cooldown, listed = Cooldown(Cooldown.Config(steps=2)), HistoryList()
+    state = Pipeline([cooldown, listed], REG.selectors["greedy"].cls()).start(torch.tensor([[4, 5], [6, 7]]))
+    fork = state.fork()
+    fork.accept(torch.tensor([8, 9]))
+    assert fork.steps.tolist() == [1, 1] and state.steps.tolist() == [0, 0]
+    assert fork.row_state(listed)["tokens"] == [[4, 5, 8], [6, 7, 9]]  # type: ignore[index]
+    assert state.row_state(listed)["tokens"] == [[4, 5], [6, 7]]  # type: ignore[index]
+    assert state.row_state(cooldown)["recent"].tolist() == [[-1, -1], [-1, -1]]  # type: ignore[index]
+    # Greedy speculation with a list-valued row state keeps plain greedy's tokens and the state's own history.
+    pipe = Pipeline([listed], REG.selectors["greedy"].cls())
+    ids, mask = _repetitive(4)
+    model = tiny_llama(seed=0)
+    assert torch.equal(_spec(model, ids, mask, pipe, "prompt_lookup"), _greedy(model, ids, mask, pipe))
+    assert listed.checks and all(listed.checks)
 
 
 def _prompt_lookup_prompt() -> torch.Tensor:
