@@ -39,6 +39,15 @@ def common_prefix(a: list[int], b: list[int]) -> int:
     return n
 
 
+def _device(model: Any, fallback: torch.device) -> torch.device:
+    """Where the assistant's inputs go: its parameters' device, or the target's for a plain callable."""
+    parameters = getattr(model, "parameters", None)
+    if callable(parameters):
+        for parameter in parameters():
+            return torch.device(parameter.device)
+    return fallback
+
+
 class _Row:
     """One row's assistant ids, the target tokens they cover, and the assistant's cache."""
 
@@ -82,23 +91,23 @@ class UniversalDrafter:
             row.ids = head + encode(self.assistant_tokenizer, decode(self.assistant_tokenizer, tail) + new_text)
         row.target_seen = len(own)
 
-    def _assistant_logits(self, row: _Row, ids: list[int]) -> torch.Tensor:
+    def _assistant_logits(self, row: _Row, ids: list[int], device: torch.device) -> torch.Tensor:
         keep = min(common_prefix(row.fed, ids), len(ids) - 1)
         row.lm.crop(keep)
         row.fed = row.fed[:keep]
-        tensor = torch.tensor([ids])
+        tensor = torch.tensor([ids], device=device)
         logits = row.lm.extend(tensor, torch.ones_like(tensor))[0, -1]
         row.fed = list(ids)
         return logits
 
-    def _draft_row(self, row: _Row, own: list[int], limit: int) -> list[int]:
+    def _draft_row(self, row: _Row, own: list[int], limit: int, device: torch.device) -> list[int]:
         self._sync(row, own)
         if not row.ids:
             return []
         ids = list(row.ids)
         drafted: list[int] = []
         for _ in range(self.num_tokens):
-            probs = torch.nn.functional.softmax(self._assistant_logits(row, ids), dim=-1)
+            probs = torch.nn.functional.softmax(self._assistant_logits(row, ids, device), dim=-1)
             token = int(probs.argmax())
             drafted.append(token)
             ids.append(token)
@@ -119,13 +128,15 @@ class UniversalDrafter:
         count = int(sequences.shape[0])
         while len(self.rows) < count:
             self.rows.append(_Row(self.model))
+        device = _device(self.model, sequences.device)
         drafts = [
-            self._draft_row(self.rows[i], sequences[i][mask[i].bool()].tolist(), limit) for i in range(count)
+            self._draft_row(self.rows[i], sequences[i][mask[i].bool()].tolist(), limit, device)
+            for i in range(count)
         ]
         width = max((len(d) for d in drafts), default=0)
         tokens = sequences.new_zeros(count, width)
         for i, d in enumerate(drafts):
-            tokens[i, : len(d)] = torch.tensor(d, dtype=torch.long)
+            tokens[i, : len(d)] = torch.tensor(d, dtype=torch.long, device=tokens.device)
         lengths = torch.tensor([len(d) for d in drafts], device=sequences.device)
         return Draft(tokens, lengths)
 
