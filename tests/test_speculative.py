@@ -438,3 +438,17 @@ def test_universal_assisted_left_padded_batch_of_4_keeps_greedy() -> None:
         big, ids, tokenizer=target_tok, assistant_model=helper, assistant_tokenizer=assistant_tok, **kw
     ).sequences
     assert torch.equal(got, logitkit.generate(big, ids, **kw).sequences)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_seeded_speculative_sampling_repeats_and_follows_the_seed(target: Any, assistant: Any, mode: str) -> None:
+    ids, mask = _repetitive(4)
+    pipe = {"processors": [{"temperature": 1.5}], "selector": "sample"}
+
+    def run(seed: int) -> torch.Tensor:
+        return _spec(target, ids, mask, pipe, mode, assistant_model=assistant, seed=seed)
+
+    first = run(7)
+    assert torch.equal(first, run(7))  # the seed setting seeds the acceptance draws
+    assert not torch.equal(first, run(8))
+    assert torch.equal(first[:, : ids.shape[1]], ids)
