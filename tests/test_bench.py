@@ -15,7 +15,8 @@ from logitkit import bench
 from logitkit.cli import main
 
 SHIPPED = {"chain", "top_p", "top_p_temperature", "min_p", "top_k", "typical_p", "epsilon_cutoff",
-           "eta_cutoff", "top_h", "mixed_steps", "json_schema", "no_repeat_ngram", "sequence_bias", "generate"}  # fmt: skip
+           "eta_cutoff", "top_h", "mixed_steps", "json_schema", "no_repeat_ngram", "sequence_bias", "generate",
+           "prompt_lookup", "early_exit", "assisted"}  # fmt: skip
 
 
 def test_smoke_run_reports_every_case(capsys: pytest.CaptureFixture[str]) -> None:
@@ -39,7 +40,9 @@ def test_smoke_run_reports_every_case(capsys: pytest.CaptureFixture[str]) -> Non
         assert isinstance(r["met"], bool)
     # batch 2 has no figure of its own: only "never slower than transformers" applies
     assert results["chain"]["targets"] == [">= 1x transformers"]
-    assert "[14/14] generate" in err  # progress goes to stderr while it runs
+    assert "[14/17] generate" in err  # progress goes to stderr while it runs
+    lookup = results["prompt_lookup"]
+    assert lookup["reference"] == "plain greedy" and lookup["targets"] == [">= 1.5x plain greedy"]
     mixed = results["mixed_steps"]
     assert mixed["batch"] == 64 and mixed["reference"] == "same step"
     assert mixed["targets"] == ["<= 1.2x same step"]

@@ -18,11 +18,12 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "generation-config.md"
 
 #: A value that asks for something beyond the default, per refused field.
 REFUSED_VALUES: dict[str, Any] = {
-    "num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic",
-    "assistant_confidence_threshold": 0.2, "assistant_lookbehind": 3, "target_lookbehind": 3,
-    "assistant_ensemble_weight": 0.5, "speculation_type": "dflash", "use_mtp": True, "is_assistant": True,
-    "prompt_lookup_num_tokens": 4, "max_matching_ngram_size": 2, "assistant_early_exit": 1,
-    "generation_kwargs": {"x": 1},
+    "assistant_ensemble_weight": 0.5, "speculation_type": "dflash", "use_mtp": True, "generation_kwargs": {"x": 1},
+}  # fmt: skip
+#: Read from the assistant model's own generation config, as transformers does: named in a warning here.
+ASSISTANT_VALUES: dict[str, Any] = {
+    "num_assistant_tokens": 5, "num_assistant_tokens_schedule": "heuristic", "assistant_confidence_threshold": 0.2,
+    "assistant_lookbehind": 3, "target_lookbehind": 3,
 }  # fmt: skip
 #: Decoding-mode and model-call fields: what each (with what it needs) becomes in ``generation:``.
 CARRIED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
@@ -39,9 +40,14 @@ CARRIED: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "disable_compile": ({"disable_compile": True}, {"disable_compile": True}),
     "output_attentions": ({"output_attentions": True}, {"output_attentions": True}),
     "output_hidden_states": ({"output_hidden_states": True}, {"output_hidden_states": True}),
+    "prompt_lookup_num_tokens": ({"prompt_lookup_num_tokens": 4, "max_matching_ngram_size": 2},
+                                 {"search": "prompt_lookup", "search_options": {"num_tokens": 4, "max_ngram": 2}}),
+    "assistant_early_exit": ({"assistant_early_exit": 1, "num_assistant_tokens": 3},
+                             {"search": "early_exit",
+                              "search_options": {"assistant_early_exit": 1, "num_assistant_tokens": 3}}),
 }  # fmt: skip
 NO_EFFECT_VALUES = {"return_dict_in_generate": True, "prefill_chunk_size": 64, "return_legacy_cache": True,
-                    "continuous_batching_config": {"x": 1}}  # fmt: skip
+                    "continuous_batching_config": {"x": 1}, "is_assistant": True}  # fmt: skip
 
 
 def with_field(name: str, value: Any) -> GenerationConfig:
@@ -64,7 +70,7 @@ def test_every_field_of_the_installed_generation_config_has_a_docs_row() -> None
 
 
 def test_refusal_table_and_values_agree() -> None:
-    assert set(REFUSED_VALUES) == set(gc_fields.NOT_CARRIED_YET)
+    assert set(REFUSED_VALUES) == set(gc_fields.REFUSED)
     assert set(NO_EFFECT_VALUES) == set(gc_fields.NO_EFFECT)
 
 
@@ -88,6 +94,15 @@ def test_decoding_mode_and_model_call_fields_are_carried(name: str) -> None:
     generation = translation.config["generation"]
     assert {key: generation.get(key) for key in expected} == expected
     Pipeline.from_generation_config(gc)  # builds: the settings validate
+
+
+@pytest.mark.parametrize("name", sorted(ASSISTANT_VALUES))
+def test_an_assistant_field_on_the_target_config_is_named_in_the_report(name: str) -> None:
+    gc = with_field(name, ASSISTANT_VALUES[name])
+    translation = translate(gc)
+    assert not translation.refused
+    assert name in [loss.parameter for loss in translation.conversion.lost]
+    Pipeline.from_generation_config(gc)
 
 
 @pytest.mark.parametrize("name", sorted(NO_EFFECT_VALUES))

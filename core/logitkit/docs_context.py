@@ -75,9 +75,11 @@ STRATEGY_INTRO = """
 
 A search strategy is a function `strategy(job) -> GenerationOutput`, registered
 with `register_search_strategies` and chosen by `generation.search: NAME`. The
-built-in `decode`, `beam_search`, `group_beam_search`, `contrastive_search`,
-`dola` and `constrained_beam_search` (`plugins/logitkit_builtins/search.py`)
-are written this way. A strategy that
+built-in `decode`, `beam_search`, `beam_sample`, `group_beam_search`,
+`contrastive_search`, `dola` and `constrained_beam_search`
+(`plugins/logitkit_builtins/search.py`), and the speculative `prompt_lookup`,
+`assisted`, `early_exit` and `universal_assisted`
+(`plugins/logitkit_builtins/speculative.py`), are written this way. A strategy that
 takes parameters declares them as a pydantic model in `strategy.Config`;
 `generation.search_options` is then validated against it with the rest of the
 config (errors read `generation.search_options.width: ...`), and the strategy

@@ -213,6 +213,16 @@ def _pipeline_for(generation_config: Any, model: Any, input_ids: Any, reg: Regis
     )
 
 
+def _assistant_extra(model: Any, tokenizer: Any) -> dict[str, Any]:
+    """What the speculative searches read from ``job.extra``."""
+    extra: dict[str, Any] = {}
+    if model is not None:
+        extra["assistant_model"] = model
+    if tokenizer is not None:
+        extra["assistant_tokenizer"] = tokenizer
+    return extra
+
+
 def generate(
     model: Any,
     input_ids: torch.Tensor | str | Sequence[str] | None,
@@ -229,6 +239,8 @@ def generate(
     on_tokens: Callable[[torch.Tensor], None] | None = None,
     streamer: Any = None,
     generation_config: Any = None,
+    assistant_model: Any = None,
+    assistant_tokenizer: Any = None,
     **keywords: Any,
 ) -> GenerationOutput:
     """Generate from ``input_ids`` ([batch, length], left-padded) with ``pipeline``.
@@ -245,6 +257,8 @@ def generate(
     step's chosen tokens ([rows]) by strategies that pick one token per row
     per step (``decode``); ``streamer`` (a transformers ``TextStreamer``,
     ``TextIteratorStreamer``, ...) is fed the same way (``logitkit.streaming``).
+    ``assistant_model`` (and ``assistant_tokenizer`` when its tokenizer differs)
+    drafts for the speculative searches (``assisted``, ``universal_assisted``).
     ``input_ids`` may also be text, one string or a list: it is tokenized with
     ``tokenizer`` and left-padded, and ``output.texts`` holds each row's new text
     (``logitkit.prompts``). The pipeline is not changed: every call keeps
@@ -281,6 +295,11 @@ def generate(
         raise ValueError(f"input_ids must be [batch, length], got shape {tuple(input_ids.shape)}")
     if attention_mask is None:
         attention_mask = torch.ones_like(input_ids)
+    if assistant_model is not None and config.search is None:
+        # transformers' generate(assistant_model=...): assisted decoding, universal with a second tokenizer.
+        config = config.model_copy(
+            update={"search": "universal_assisted" if assistant_tokenizer is not None else "assisted"}
+        )
     if streamer is not None and _search_name(config) != "decode":
         raise ValueError(f"a streamer needs a search that picks one token per step, not {_search_name(config)!r}")
 
@@ -332,6 +351,7 @@ def generate(
         model=model,
         healed=healed,
         on_tokens=streaming.with_streamer(streamer, decoder_ids, on_tokens),
+        extra=_assistant_extra(assistant_model, assistant_tokenizer),
     )
     try:
         with torch.inference_mode():

@@ -325,6 +325,24 @@ class BatchState:
                 self._refuse_fixed("running a batch in parts")
         return part
 
+    def fork(self) -> BatchState:
+        """An independent copy whose rows can advance on their own (a speculative verify step).
+
+        Tensors are copied and list items cloned with ``clone_row``, so
+        accepting tokens on the fork leaves this state as it was.
+        """
+        self._refuse_fixed("forking a batch")
+        copy = BatchState(self.pipeline, self.device)
+        copy._started = self._started
+        copy.prompt_lengths, copy.steps, copy.seeds = self.prompt_lengths, self.steps, self.seeds
+        for element in self._elements:
+            state = self._states.get(id(element))
+            copy._states[id(element)] = None if state is None else {
+                k: v.clone() if isinstance(v, torch.Tensor) else [element.clone_row(item) for item in v]
+                for k, v in state.items()
+            }
+        return copy
+
     def _refuse_fixed(self, what: str, element: Element | None = None) -> None:
         fixed = [element] if element is not None else [
             e for e in self._elements if not e.follows_rows and self._states.get(id(e)) is not None

@@ -26,6 +26,7 @@ from logitkit_builtins import (
     presets,
     search,
     selection,
+    speculative,
     stopping,
     temperature,
     truncation,
@@ -35,7 +36,7 @@ from logitkit_builtins import (
 FAMILIES: tuple[ModuleType, ...] = (
     temperature, truncation, selection, orders, presets,
     bias, penalties, ngrams, length, masks, forcing, numerics,
-    stopping, search, guidance, watermark, engines, constraints,
+    stopping, search, speculative, guidance, watermark, engines, constraints,
 )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from logitkit.formats.hf_search_modes import SEARCH_MODE_FIELDS
+from logitkit.formats.speculative import FIELDS as SPECULATIVE_FIELD_NAMES
 from logitkit.model_settings import ModelCallSettings
 
 #: Fields that become logitkit processors (``hf_processors.logits_entries`` / ``sampling_entries``).
@@ -36,6 +37,9 @@ GENERATION_FIELDS: Final = (
 )  # fmt: skip
 #: Fields that pick transformers 4.x's decoding modes (``hf_search_modes``): a search strategy and its options.
 SEARCH_FIELDS: Final = SEARCH_MODE_FIELDS
+#: Speculative decoding fields (``formats.speculative``): prompt lookup and early exit pick a search;
+#: the assisted ones are read from the assistant model's own generation config, as transformers does.
+SPECULATIVE_FIELDS: Final = SPECULATIVE_FIELD_NAMES
 #: Fields of the model calls (``logitkit.model_settings``): caches, compilation, recorded outputs;
 #: ``max_cache_len`` becomes ``cache_config: {max_cache_len: N}``.
 MODEL_CALL_FIELDS: Final = frozenset({*ModelCallSettings.model_fields, "max_cache_len"})
@@ -50,25 +54,19 @@ NO_EFFECT: Final[dict[str, str]] = {
     "return_dict_in_generate": "logitkit.generate always returns a GenerationOutput (sequences, scores, logits)",
     "prefill_chunk_size": "logitkit prefills the prompt in one forward pass; the tokens are the same",
     "continuous_batching_config": "not read by generate(); logitkit's hosts drive a BatchState instead (docs/state.md)",
+    "is_assistant": "marks a config as an assistant's; logitkit reads an assistant's settings from the model passed "
+    "as generate(assistant_model=...)",
     "return_legacy_cache": "gone from transformers 5 (caches are Cache objects); logitkit returns no cache",
 }
 
-#: Fields that the other parts of issue 13 implement this round, refused by name until they land.
-#: Whoever implements one removes its entry here (one line each, so merges stay easy).
-NOT_CARRIED_YET: Final[dict[str, str]] = {
-    # Engineer B: assisted decoding, prompt lookup, early exit, universal assisted decoding.
-    "num_assistant_tokens": "assisted decoding is not available yet (issue 13, engineer work in progress)",
-    "num_assistant_tokens_schedule": "assisted decoding is not available yet (issue 13, engineer work in progress)",
-    "assistant_confidence_threshold": "assisted decoding is not available yet (issue 13, engineer work in progress)",
-    "assistant_lookbehind": "universal assisted decoding is not available yet (issue 13, engineer work in progress)",
-    "target_lookbehind": "universal assisted decoding is not available yet (issue 13, engineer work in progress)",
-    "assistant_ensemble_weight": "assisted decoding is not available yet (issue 13, engineer work in progress)",
-    "speculation_type": "speculative decoding is not available yet (issue 13, engineer work in progress)",
-    "use_mtp": "multi-token-prediction drafts are not available yet (issue 13, engineer work in progress)",
-    "is_assistant": "assisted decoding is not available yet (issue 13, engineer work in progress)",
-    "prompt_lookup_num_tokens": "prompt lookup decoding is not available yet (issue 13, engineer work in progress)",
-    "max_matching_ngram_size": "prompt lookup decoding is not available yet (issue 13, engineer work in progress)",
-    "assistant_early_exit": "early-exit decoding is not available yet (issue 13, engineer work in progress)",
+#: Fields logitkit does not carry, refused by name when set (the tokens would differ without them).
+REFUSED: Final[dict[str, str]] = {
+    "assistant_ensemble_weight": "static ensemble verification (accepting against w * p_target + (1 - w) * q_draft) "
+    "is not implemented; logitkit's speculative strategies keep the target's distribution exactly",
+    "speculation_type": "DFlash speculation is not implemented; use generation.search: prompt_lookup, assisted, "
+    "early_exit or universal_assisted",
+    "use_mtp": "multi-token-prediction heads are model-specific and not driven by logitkit; use a speculative "
+    "search strategy instead",
     # Model forward keywords are arguments of a call, not settings of a config.
     "generation_kwargs": "pass model forward keywords to logitkit.generate(model, ids, ..., **kwargs), as to model.generate",
 }
@@ -106,5 +104,5 @@ def known_fields() -> frozenset[str]:
     return frozenset(
         PROCESSOR_FIELDS | set(GENERATION_FIELDS) | TOKEN_FIELDS | CHOICE_FIELDS | METADATA | SEARCH_FIELDS
         | MODEL_CALL_FIELDS
-        | set(NO_EFFECT) | set(NOT_CARRIED_YET)
+        | set(NO_EFFECT) | set(REFUSED) | SPECULATIVE_FIELDS
     )  # fmt: skip

@@ -19,14 +19,16 @@ from logitkit.formats.gc_fields import (
     METADATA,
     MODEL_CALL_FIELDS,
     NO_EFFECT,
-    NOT_CARRIED_YET,
+    REFUSED,
     SAMPLING_ONLY,
     SEARCH_FIELDS,
+    SPECULATIVE_FIELDS,
     is_set,
     known_fields,
 )
 from logitkit.formats.hf_processors import to_config
 from logitkit.formats.hf_search_modes import SearchModeError, ignored_fields, search_mode
+from logitkit.formats.speculative import consumed_fields, speculative_generation
 from logitkit.model_settings import from_generation_config as model_call_settings
 
 if TYPE_CHECKING:
@@ -108,6 +110,11 @@ def translate(
         mode = {}
         _refuse(result, "search mode", str(exc))
     generation.update(mode)
+    speculative = speculative_generation(data)
+    if speculative and mode:
+        _refuse(result, "search mode", f"{mode['search']} and {speculative['search']} cannot run together")
+    elif speculative:
+        generation.update(speculative)
     if generation:
         config["generation"] = generation
     ignored = ignored_fields(data)
@@ -121,8 +128,13 @@ def translate(
             continue
         if name == "top_k" and mode.get("search") == "contrastive_search":
             continue  # contrastive search's candidate count, carried in search_options
-        if name in NOT_CARRIED_YET:
-            _refuse(result, name, NOT_CARRIED_YET[name])
+        if name in SPECULATIVE_FIELDS:
+            if name not in consumed_fields(data):
+                conv.lose(name, "transformers reads it from the assistant model's generation config; so does "
+                          "logitkit, at generate(assistant_model=...)")
+            continue
+        if name in REFUSED:
+            _refuse(result, name, REFUSED[name])
         elif name in NO_EFFECT:
             conv.lose(name, NO_EFFECT[name])
         elif name in SAMPLING_ONLY and not sampling:
