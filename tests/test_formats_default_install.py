@@ -22,7 +22,8 @@ def test_an_openai_request_converts_to_hf_with_the_builtins_only(
     request.write_text(json.dumps(REQUEST), encoding="utf-8")
     assert main(["convert", str(request), "--from", "openai", "--to", "hf"]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"temperature": 0.7, "do_sample": True}
+    # top_k 0: an unset top_k would be transformers' implicit 50 under do_sample, which OpenAI does not apply.
+    assert json.loads(out) == {"temperature": 0.7, "do_sample": True, "top_k": 0}
     assert "not carried over: processors.frequency_penalty" in err
 
 
