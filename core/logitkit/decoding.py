@@ -185,6 +185,26 @@ class DecodingJob:
         processed = pipe.process(logits, ctx)
         return pipe.select(processed, ctx, raw=logits), processed
 
+    def output(
+        self,
+        sequences: torch.Tensor,
+        codes: torch.Tensor,
+        scores: list[torch.Tensor],
+        logits: list[torch.Tensor],
+    ) -> GenerationOutput:
+        """A one-sequence-per-row strategy's result, from its finish codes and what it recorded.
+
+        ``codes`` give the finish reasons (0: ``length``); ``scores`` and ``logits`` are
+        kept where the settings asked for them.
+        """
+        return GenerationOutput(
+            sequences=sequences.clone(),
+            finish_reasons=reasons_from_codes(codes),
+            prompt_length=self.prompt_length,
+            scores=tuple(scores) if self.settings.output_scores else None,
+            logits=tuple(logits) if self.settings.output_logits else None,
+        )
+
     def stop_codes(
         self, sequences: torch.Tensor, criteria: list[StoppingCriterion] | None = None
     ) -> torch.Tensor | None:

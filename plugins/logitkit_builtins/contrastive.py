@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from pydantic import ConfigDict, Field
 
-from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
+from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit.strict import StrictModel
 from logitkit_builtins._hidden_states import HiddenStatesRecorder, record_hidden_states
 from logitkit_builtins._options import search_options
@@ -163,13 +163,7 @@ def contrastive_search(job: DecodingJob) -> GenerationOutput:
             any_finished = True
             if not bool((codes == 0).any()):
                 break
-    return GenerationOutput(
-        sequences=state.sequences.clone(),
-        finish_reasons=reasons_from_codes(codes),
-        prompt_length=job.prompt_length,
-        scores=tuple(scores_seen) if settings.output_scores else None,
-        logits=tuple(logits_seen) if settings.output_logits else None,
-    )
+    return job.output(state.sequences, codes, scores_seen, logits_seen)
 
 
 contrastive_search.Config = ContrastiveOptions  # type: ignore[attr-defined]

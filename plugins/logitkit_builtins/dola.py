@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import ConfigDict
 
-from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
+from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit.strict import StrictModel
 from logitkit_builtins._hidden_states import record_hidden_states
 from logitkit_builtins._options import search_options
@@ -150,13 +150,7 @@ def dola(job: DecodingJob) -> GenerationOutput:
             if not bool((codes == 0).any()):
                 break
         logits = job.runner.advance(state.sequences, state.attention_mask)
-    return GenerationOutput(
-        sequences=state.sequences.clone(),
-        finish_reasons=reasons_from_codes(codes),
-        prompt_length=job.prompt_length,
-        scores=tuple(scores_seen) if settings.output_scores else None,
-        logits=tuple(logits_seen) if settings.output_logits else None,
-    )
+    return job.output(state.sequences, codes, scores_seen, logits_seen)
 
 
 dola.Config = DolaOptions  # type: ignore[attr-defined]

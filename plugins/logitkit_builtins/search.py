@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from logitkit.decoding import DecodingJob, GenerationOutput, reasons_from_codes
+from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit_builtins.beam import beam_sample, beam_search
 from logitkit_builtins.constrained_beam import constrained_beam_search
 from logitkit_builtins.contrastive import contrastive_search
@@ -50,13 +50,7 @@ def decode(job: DecodingJob) -> GenerationOutput:
             if not bool((codes == 0).any()):
                 break
         logits = job.runner.advance(state.sequences, state.attention_mask)
-    return GenerationOutput(
-        sequences=state.sequences.clone(),
-        finish_reasons=reasons_from_codes(codes),
-        prompt_length=job.prompt_length,
-        scores=tuple(scores_seen) if record_scores else None,
-        logits=tuple(logits_seen) if record_logits else None,
-    )
+    return job.output(state.sequences, codes, scores_seen, logits_seen)
 
 
 def register_search_strategies(register: Callable[..., None]) -> None:

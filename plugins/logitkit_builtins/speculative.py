@@ -25,7 +25,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from logitkit.config import validation_problems
-from logitkit.decoding import DecodingJob, DecodingState, GenerationOutput, reasons_from_codes
+from logitkit.decoding import DecodingJob, DecodingState, GenerationOutput
 from logitkit.errors import ConfigError
 from logitkit.processor import StepContext
 from logitkit.state import BatchState
@@ -231,13 +231,7 @@ def speculate(job: DecodingJob, drafter: Drafter) -> GenerationOutput:
         drafter.finish()
     # The figures the bench and the tests read: how much each target pass did.
     log.debug("speculative: %d rounds, %d drafted, %d kept", rounds, drafted, kept_drafts)
-    return GenerationOutput(
-        sequences=state.sequences.clone(),
-        finish_reasons=reasons_from_codes(codes),
-        prompt_length=job.prompt_length,
-        scores=tuple(scores_seen) if settings.output_scores else None,
-        logits=tuple(logits_seen) if settings.output_logits else None,
-    )
+    return job.output(state.sequences, codes, scores_seen, logits_seen)
 
 
 def _assistant(job: DecodingJob, what: str) -> Any:
