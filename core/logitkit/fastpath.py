@@ -38,6 +38,9 @@ The view is exact, not approximate:
   where it is dropped are settled; the others alone are tried again on a
   larger view (4x the candidates, or the hint's next, lower threshold), the
   last resort being a full sort of those rows only.
+- Rows holding NaN skip the view: it would rank NaN as the best score, where
+  the dense processors' comparisons keep it and drop nothing, so those rows
+  run the fused processors densely, as the dense path does.
 - Statistics (log-normaliser, entropy) are taken from the dense row while
   the view is partial and from the view once it holds every surviving token;
   their sums depend only on where each term sits, so both paths agree bit
