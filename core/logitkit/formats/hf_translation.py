@@ -111,8 +111,8 @@ def translate(
         _refuse(result, "search mode", str(exc))
     generation.update(mode)
     speculative = speculative_generation(data)
-    if speculative and mode:
-        _refuse(result, "search mode", f"{mode['search']} and {speculative['search']} cannot run together")
+    if speculative and "search" in generation:
+        _refuse(result, "search mode", f"{generation['search']} and {speculative['search']} cannot run together")
     elif speculative:
         generation.update(speculative)
     if generation:
