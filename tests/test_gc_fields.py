@@ -160,3 +160,9 @@ def test_generate_takes_a_pipeline_or_a_generation_config_not_both() -> None:
         logitkit.generate(model, torch.tensor([[1, 2]]), Pipeline.from_config([]), generation_config={"max_new_tokens": 2})
     out = logitkit.generate(model, torch.tensor([[1, 2]]), generation_config={"max_new_tokens": 3}, eos_token_id=[])
     assert out.new_tokens.shape == (1, 3)  # the config's max_new_tokens, no keyword
+
+
+def test_two_searches_in_one_config_are_refused_by_name() -> None:
+    gc = GenerationConfig(do_sample=True, num_beams=2, prompt_lookup_num_tokens=3)
+    with pytest.raises(ConfigError, match="beam_sample and prompt_lookup cannot run together"):
+        Pipeline.from_generation_config(gc)
