@@ -3,7 +3,8 @@
 # project's plain pytest suite: logitkit's pytest11 plugin loads in every pytest run there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${1:-.ci/plain-venv}"
+# Absolute: the other project's suite runs from its own directory.
+VENV="$(realpath -m "${1:-.ci/plain-venv}")"
 
 python3 -m venv --clear "$VENV"
 # The CPU build of torch first, as in the README; then logitkit alone, then the other project's pytest.
