@@ -118,6 +118,15 @@ CASES: dict[str, Case] = {
                          baseline={"max_new_tokens": 12}),
     "eos_token_id": Case({"max_new_tokens": 12}, baseline={"max_new_tokens": 12, "eos_token_id": [95]}),
     "pad_token_id": Case({"max_new_tokens": 12, "pad_token_id": 5}, changes_tokens=False),
+    # Model calls: the same tokens by another route through the model.
+    "use_cache=false": Case({"max_new_tokens": 10, "use_cache": False}, changes_tokens=False),
+    "cache_implementation=static": Case({"max_new_tokens": 10, "cache_implementation": "static"}, changes_tokens=False),
+    "cache_implementation=static, beams": Case({**BEAM, "cache_implementation": "static"}, models=("llama",), changes_tokens=False),
+    "cache_implementation=sliding_window": Case({"max_new_tokens": 10, "cache_implementation": "sliding_window"}, models=("llama",), changes_tokens=False),
+    "max_cache_len": Case({"max_new_tokens": 8, "cache_implementation": "static", "max_cache_len": 64}, models=("llama",), changes_tokens=False),
+    "disable_compile": Case({"max_new_tokens": 8, "cache_implementation": "static", "disable_compile": True}, models=("llama",), changes_tokens=False),
+    "output_attentions and output_hidden_states": Case({"max_new_tokens": 8, "output_attentions": True, "output_hidden_states": True, "return_dict_in_generate": True}, changes_tokens=False),
+    "decoder_start_token_id, one per row": Case({"max_new_tokens": 8, "decoder_start_token_id": [0, 5, 9, 0]}, models=("t5",)),
 }  # fmt: skip
 
 
