@@ -13,6 +13,10 @@ NEG_INF = float("-inf")
 
 CHAINS: list[list[object]] = [
     [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}, {"min_p": 0.05}],
+    # repetition_penalty hands a top-k view its edit; before an uncapped truncation it runs densely
+    [{"repetition_penalty": 1.3}, {"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}],
+    [{"repetition_penalty": 0.7}, {"top_k": 3}],
+    [{"repetition_penalty": 1.2}, {"top_p": 0.8}],
     [{"top_p": 0.9}],
     [{"name": "top_p", "top_p": 0.5, "min_tokens_to_keep": 3}],
     [{"min_p": 0.05}],
@@ -107,11 +111,17 @@ def same(a: object, b: object) -> bool:
 INPUTS = inputs()
 
 
+def best_tokens(scores: torch.Tensor, length: int) -> torch.Tensor:
+    """A history of each row's best tokens (then token 0), so penalties hit the head of the row."""
+    best = scores.nan_to_num(nan=0.0).argsort(dim=-1, descending=True, stable=True)[:, :length]
+    return torch.cat([best, best.new_zeros(scores.shape[0], length - best.shape[1])], dim=1)
+
+
 @pytest.mark.parametrize("chain", CHAINS, ids=[str(c) for c in CHAINS])
 def test_fused_and_dense_scores_are_identical(reg, chain) -> None:  # type: ignore[no-untyped-def]
     for label, scores in INPUTS:
         pipe = pipeline(chain)
-        ids = torch.zeros(scores.shape[0], 3, dtype=torch.long)
+        ids = best_tokens(scores, 3)
         before = scores.clone()
         fused, dense = both_paths(pipe, lambda p: p(ids, scores))  # noqa: B023
         assert torch.equal(scores, before), "the input was modified"
@@ -132,7 +142,7 @@ def test_sampling_from_the_view_draws_the_dense_token(reg, chain) -> None:  # ty
         batch = scores.shape[0]
         pipe = pipeline(chain, seeds=torch.arange(batch, dtype=torch.int64) * 1000 + 17)
         for step in range(3):
-            ids = torch.zeros(batch, 4 + step, dtype=torch.long)
+            ids = best_tokens(scores, 4 + step)
             fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))  # noqa: B023
             assert same(fused, dense), f"{label} step {step}"
 
@@ -280,10 +290,55 @@ def test_chunked_topk_finds_the_same_values_as_topk() -> None:
     ]:
         scores = (random_rows(batch, vocab, 3.0, vocab) + 0).to(dtype)
         scores[0, 100:200] = scores[0].max()  # a tie group at the top
-        values, ids = fastpath.chunked_topk(scores, k)
+        values, ids, outside = fastpath.chunked_topk(scores, k)
+        assert outside is None
         assert torch.equal(values, torch.topk(scores, k).values)
         assert torch.equal(scores.gather(1, ids), values)
         assert bool((ids.sort(-1).values.diff(dim=-1) > 0).all())  # distinct tokens
+
+
+@pytest.mark.parametrize("vocab", [50000, 50017])  # 50017: a short last chunk
+@pytest.mark.parametrize("penalty", [1.1, 4.0, 0.5])
+def test_chunked_topk_with_an_edit_is_sure_above_its_bound(vocab: int, penalty: float) -> None:
+    """Written into the chunks read, an edit gives the edited row's top values wherever they beat
+    the bound on the chunks not read; edits hitting the best tokens (and raising others) included."""
+    gen = torch.Generator().manual_seed(vocab)
+    scores = random_rows(4, vocab, 3.0, vocab)
+    best = scores.topk(40).indices
+    ids = torch.cat([best, torch.randint(0, vocab, (4, 200), generator=gen), best[:, :5]], dim=1)
+    ids[:, -1] = vocab - 1  # the tail
+    picked = scores.gather(1, ids)
+    edit = fastpath.SparseEdit(ids, torch.where(picked < 0, picked * penalty, picked / penalty))
+    edited = edit.applied(scores)
+    maxima = edit.raised_maxima(fastpath.lane_maxima(scores))
+    assert bool((maxima >= fastpath.lane_maxima(edited)).all())  # upper bounds
+    for k in (51, 150):  # 150 * 8 chunks still fit: the two-level search runs
+        values, got, outside = fastpath.chunked_topk(scores, k, maxima, edit)
+        assert outside is not None
+        assert torch.equal(edited.gather(1, got), values)
+        sure = values > outside
+        expected = edited.topk(k).values
+        assert torch.equal(values[sure], expected[sure])
+        assert bool(sure[:, :10].all()), "the bound should leave the head sure on these rows"
+
+
+def test_an_edit_that_empties_the_best_chunks_still_matches_the_dense_path(reg) -> None:  # type: ignore[no-untyped-def]
+    """repetition_penalty on the best tokens of every row, hard: the best chunks fall below others,
+    the view stands a bound in for the chunks not read, and rows retry on larger views."""
+    scores = random_rows(3, 151936, 4.0, 21)
+    scores[2] = scores[2].round()  # tie groups at the edge
+    for penalty, history in ((8.0, 600), (1.3, 60), (0.4, 60)):
+        ids = scores.topk(history).indices
+        for chain in (
+            [{"repetition_penalty": penalty}, {"top_k": 50}, {"top_p": 0.9}],
+            [{"repetition_penalty": penalty}, {"temperature": 0.8}, {"top_k": 3}],
+            [{"repetition_penalty": penalty}, {"top_p": 0.9}],  # uncapped: the edit runs densely
+        ):
+            pipe = pipeline(chain, seeds=torch.arange(3))
+            fused, dense = both_paths(pipe, lambda p: p(ids, scores))  # noqa: B023
+            assert same(fused, dense), (penalty, chain)
+            fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))  # noqa: B023
+            assert same(fused, dense), (penalty, chain)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -103,11 +103,16 @@ def log_normalizer(
     if top is None:
         top = scores.amax(dim=-1, keepdim=True)
     top = top.float()
-    safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    safe_top = finite_or_zero(top)
     # exp_ in place on the fresh difference: one vocabulary-sized buffer, not two (page faults add up).
     terms = minus_top(scores, safe_top).exp_()
     total = positional_sum(terms) if positional else terms.sum(dim=-1).double()
     return safe_top.squeeze(-1).double() + total.log()
+
+
+def finite_or_zero(values: torch.Tensor) -> torch.Tensor:
+    """``values`` with NaN and +-inf replaced by 0 (one op, where ``where(isfinite)`` takes six)."""
+    return values.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def minus_top(scores: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
@@ -142,20 +147,65 @@ def precise_log_normalizer(scores: torch.Tensor) -> torch.Tensor:
     """log Σ exp(scores) per row with fp32 terms summed in float64 [batch]: slower than
     ``log_normalizer``'s fp32 sum, for decisions that sit within rounding of a threshold."""
     top = scores.amax(dim=-1, keepdim=True).float()
-    safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+    safe_top = finite_or_zero(top)
     total = (scores.float() - safe_top).exp_().sum(dim=-1, dtype=torch.float64)
     return safe_top.squeeze(-1).double() + total.log()
 
 
-class RowStats:
-    """Statistics of a dense row, computed once and shared by every attempt on it."""
+@dataclass(frozen=True)
+class SparseEdit:
+    """New scores for a few tokens per row: ``values[r, j]`` at ``ids[r, j]`` ([batch, n] each).
 
-    def __init__(self, scores: torch.Tensor) -> None:
-        self.scores = scores
+    What a processor with ``fused = "edit"`` returns from ``sparse_edit``
+    (repetition_penalty): the view is built from the unedited scores and the
+    edit, so the vocabulary-sized copy the dense write makes is never made.
+    Every repeat of an id in a row carries the same value.
+    """
+
+    ids: torch.Tensor
+    values: torch.Tensor
+
+    def applied(self, scores: torch.Tensor) -> torch.Tensor:
+        """The dense edited scores (a copy)."""
+        return scores.scatter(1, self.ids, self.values.to(scores.dtype))
+
+    def rows(self, rows: torch.Tensor) -> SparseEdit:
+        return SparseEdit(self.ids[rows], self.values[rows])
+
+    def raised_maxima(self, maxima: torch.Tensor) -> torch.Tensor:
+        """Lane maxima (``lane_maxima``) of the unedited scores, raised to every edited value in
+        their lane: upper bounds of the edited row's (an edit may raise or lower a score)."""
+        if maxima.shape[-1] == 0:
+            return maxima  # a vocabulary shorter than a lane: nothing but the tail
+        # A token of the short tail raises some lane's bound too: harmless, the tail is always read.
+        lane = self.ids % maxima.shape[-1]
+        return maxima.scatter_reduce(1, lane, self.values.to(maxima.dtype), reduce="amax")
+
+
+class RowStats:
+    """Statistics of a dense row, computed once and shared by every attempt on it.
+
+    With an ``edit`` the row is ``edit.applied(base)``; it is made dense only
+    when something needs every score (a full sort, the normaliser).
+    """
+
+    def __init__(self, scores: torch.Tensor, edit: SparseEdit | None = None) -> None:
+        self.base = scores
+        self.edit = edit
+        self._scores: torch.Tensor | None = scores if edit is None else None
         self._top: torch.Tensor | None = None
         self._maxima: torch.Tensor | None = None
+        self._lanes: torch.Tensor | None = None
         self._lse: torch.Tensor | None = None
         self._entropy: torch.Tensor | None = None
+
+    @property
+    def scores(self) -> torch.Tensor:
+        """The row's dense scores, the edit applied."""
+        if self._scores is None:
+            assert self.edit is not None
+            self._scores = self.edit.applied(self.base)
+        return self._scores
 
     def top(self) -> torch.Tensor:
         """The row's best score, [batch, 1], in the scores' dtype."""
@@ -168,6 +218,16 @@ class RowStats:
         if self._maxima is None:
             self._maxima = chunk_maxima(self.scores)
         return self._maxima
+
+    def lane_maxima(self) -> torch.Tensor:
+        """Upper bounds of each lane's best score (see ``lane_maxima``), read without making an
+        edited row dense; exact when there is no edit."""
+        if self._lanes is None:
+            if self.edit is None or self._scores is not None:
+                self._lanes = lane_maxima(self.scores)
+            else:
+                self._lanes = self.edit.raised_maxima(lane_maxima(self.base))
+        return self._lanes
 
     def log_normalizer(self) -> torch.Tensor:
         """The dense row's log-normaliser; both paths take it from here, so one fp32 sum will do."""
@@ -186,7 +246,7 @@ class RowStats:
         if self._entropy is None:
             lse = self.log_normalizer()
             top = self.top().float()
-            safe_top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            safe_top = finite_or_zero(top)
             # E[score - top] rather than E[score]: the differences are small where the mass is,
             # so fp32 products keep their precision.
             below = minus_top(self.scores, safe_top)
@@ -199,17 +259,25 @@ class RowStats:
             self._entropy = torch.where(total > 0, entropy, torch.zeros_like(entropy))
         return self._entropy
 
-    def nan_rows(self) -> torch.Tensor:
-        """Bool [batch]: rows holding a NaN, read from the chunk maxima (amax propagates NaN)."""
-        whole = self.chunk_maxima().shape[-1] * CHUNK
-        found = torch.isnan(self.chunk_maxima()).any(dim=-1)
-        if whole < self.scores.shape[-1]:
-            found |= torch.isnan(self.scores[:, whole:]).any(dim=-1)
+    def nan_rows(self, lanes: bool = False) -> torch.Tensor:
+        """Bool [batch]: rows holding a NaN, read from the chunk maxima (amax propagates NaN), or
+        from the lane maxima when those are the ones the search will read."""
+        maxima = self.lane_maxima() if lanes else self.chunk_maxima()
+        whole = maxima.shape[-1] * CHUNK
+        found = torch.isnan(maxima).any(dim=-1)
+        if whole < self.base.shape[-1]:
+            found |= torch.isnan(self.base[:, whole:]).any(dim=-1)
+        if self.edit is not None and not lanes:
+            found |= torch.isnan(self.edit.values).any(dim=-1)  # the lane bounds hold the edit already
         return found
 
     def rows(self, rows: torch.Tensor) -> RowStats:
         """The statistics of a subset of rows (what is already computed carries over)."""
-        part = RowStats(self.scores[rows])
+        if self.edit is not None and self._scores is None:
+            part = RowStats(self.base[rows], self.edit.rows(rows))
+        else:
+            part = RowStats(self.scores[rows])
+        part._lanes = None if self._lanes is None else self._lanes[rows]
         part._top = None if self._top is None else self._top[rows]
         part._maxima = None if self._maxima is None else self._maxima[rows]
         part._lse = None if self._lse is None else self._lse[rows]
@@ -266,28 +334,60 @@ def chunk_maxima(scores: torch.Tensor) -> torch.Tensor:
     return body.amax(dim=-1)
 
 
-def chunked_topk(
-    scores: torch.Tensor, m: int, maxima: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``torch.topk(scores, m)`` values and ids, reading the row once.
+def lane_maxima(scores: torch.Tensor) -> torch.Tensor:
+    """The maximum of each lane ([batch, vocab // CHUNK]): lane j holds tokens j, j + L, j + 2L, ...
+    (L lanes, CHUNK tokens each) of the whole chunks' span. One pass, about half the cost of
+    ``chunk_maxima``: the reduction runs across rows of contiguous memory (measured)."""
+    lanes = scores.shape[-1] // CHUNK
+    body = scores[:, : lanes * CHUNK].reshape(scores.shape[0], CHUNK, lanes)
+    if scores.dtype.itemsize < 4:
+        return body.float().amax(dim=1).to(scores.dtype)  # as in chunk_maxima
+    return body.amax(dim=1)
 
-    The m best scores lie in the m chunks with the best maxima (a chunk whose
-    maximum is below the m-th best maximum holds nothing above m elements), so
-    one ``amax`` pass over chunks narrows the search to m * CHUNK scores
-    (``maxima``: that pass, when already made). Ties at the edge may pick
-    different ids than ``torch.topk`` would; the view's check handles ties
-    either way.
+
+def chunked_topk(
+    scores: torch.Tensor,
+    m: int,
+    maxima: torch.Tensor | None = None,
+    edit: SparseEdit | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``torch.topk(scores, m)`` values and ids, reading the row once, and a bound on the rest.
+
+    The m best scores lie in the m lanes (``lane_maxima``) with the best
+    maxima (a lane whose maximum is below the m-th best maximum holds nothing
+    above m elements), so one ``amax`` pass narrows the search to m * CHUNK
+    scores (``maxima``: that pass, when already made). Ties at the edge may
+    pick different ids than ``torch.topk`` would; the view's check handles
+    ties either way.
+
+    With an ``edit`` the row searched is ``edit.applied(scores)`` and
+    ``maxima`` are upper bounds of its lane maxima: the edit is written into
+    the lanes read, and the third value is the best bound of a lane not read
+    ([batch, 1]), above which the result is sure. It is None without an
+    edit: then nothing outside beats the m-th value.
     """
     vocab = scores.shape[-1]
     chunks = vocab // CHUNK
     if m * 8 > chunks:
-        values, ids = torch.topk(scores, m, dim=-1, sorted=True)
-        return values, ids
-    body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
-    best_chunks = torch.topk(chunk_maxima(scores) if maxima is None else maxima, m, dim=-1).indices
-    picked = body.gather(1, best_chunks.unsqueeze(-1).expand(-1, -1, CHUNK)).flatten(1)
+        dense = scores if edit is None else edit.applied(scores)
+        values, ids = torch.topk(dense, m, dim=-1, sorted=True)
+        return values, ids, None
+    body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], CHUNK, chunks)
+    if maxima is None:
+        maxima = lane_maxima(scores) if edit is None else edit.raised_maxima(lane_maxima(scores))
+    outside: torch.Tensor | None = None
+    if edit is None:
+        best_chunks = torch.topk(maxima, m, dim=-1).indices
+    else:
+        # One chunk more than read: its bound is the best any unread token can score.
+        best = torch.topk(maxima, min(m + 1, chunks), dim=-1)
+        best_chunks, outside = best.indices[:, :m], best.values[:, m : m + 1]
+        if outside.shape[-1] == 0:
+            outside = torch.full_like(best.values[:, :1], NEG_INF)
+    # Position i * m + r of what is read: the i-th token of the r-th lane read.
+    picked = body.gather(2, best_chunks.unsqueeze(1).expand(-1, CHUNK, -1)).flatten(1)
     picked_ids = (
-        best_chunks.unsqueeze(-1) * CHUNK + torch.arange(CHUNK, device=scores.device)
+        torch.arange(CHUNK, device=scores.device).unsqueeze(-1) * chunks + best_chunks.unsqueeze(1)
     ).flatten(1)
     if chunks * CHUNK < vocab:  # the short last chunk is always searched
         tail_ids = torch.arange(chunks * CHUNK, vocab, device=scores.device).expand(
@@ -295,8 +395,32 @@ def chunked_topk(
         )
         picked = torch.cat([picked, scores[:, chunks * CHUNK :]], dim=1)
         picked_ids = torch.cat([picked_ids, tail_ids], dim=1)
+    if edit is not None:
+        picked = _edit_picked(picked, best_chunks, chunks, edit)
     values, where = torch.topk(picked, m, dim=-1, sorted=True)
-    return values, picked_ids.gather(1, where)
+    return values, picked_ids.gather(1, where), outside
+
+
+def _edit_picked(
+    picked: torch.Tensor, best_chunks: torch.Tensor, chunks: int, edit: SparseEdit
+) -> torch.Tensor:
+    """``picked`` (the lanes ``best_chunks`` read, then the tail) with the edit written in."""
+    batch, m = best_chunks.shape
+    # Each lane's place among those read (-1: not read), looked up for every edited token.
+    place = torch.full((batch, chunks), -1, dtype=torch.int64, device=picked.device)
+    place.scatter_(1, best_chunks, torch.arange(m, device=picked.device).expand(batch, -1))
+    rank = place.gather(1, edit.ids % chunks)
+    slot = (edit.ids // chunks) * m + rank
+    read = rank >= 0
+    width = picked.shape[-1]
+    if width > CHUNK * m:  # a short tail, read whole after the lanes
+        in_tail = edit.ids >= chunks * CHUNK
+        slot = torch.where(in_tail, CHUNK * m + edit.ids - chunks * CHUNK, slot)
+        read |= in_tail
+    # Edits of tokens not read go to a scratch column, dropped after the write.
+    slot = torch.where(read, slot, width)
+    padded = torch.cat([picked, picked[:, :1]], dim=1)
+    return padded.scatter(1, slot, edit.values.to(picked.dtype))[:, :width]
 
 
 def tokens_at_least(
@@ -322,6 +446,19 @@ def tokens_at_least(
         rows, order = torch.sort(rows, stable=True)  # body columns come first within a row
         cols = cols[order]
     return rows, cols
+
+
+def _stand_in_for_unread(values: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
+    """Cut each row after its last value above ``outside`` and put ``outside`` itself there: it
+    stands for the best token not read, as ``at_least``'s sentinel does (the processors must drop
+    it for the row to be sure)."""
+    above = (values > outside).sum(dim=-1, keepdim=True)
+    positions = torch.arange(values.shape[-1], device=values.device)
+    cut = values.masked_fill(positions >= above, NEG_INF)
+    short = above < values.shape[-1]
+    at = above.clamp(max=values.shape[-1] - 1)
+    stand_in = torch.where(short, outside.to(values.dtype), cut.gather(-1, at))
+    return cut.scatter(-1, at, stand_in)
 
 
 def canonical_order(values: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,6 +497,8 @@ class CandidateView:
     @classmethod
     def full(cls, scores: torch.Tensor, stats: RowStats | None = None) -> CandidateView:
         """Every token of every row, by one stable sort: the dense path's view."""
+        if stats is not None:
+            scores = stats.scores  # an edited row is made dense here
         ascending, order = torch.sort(scores, dim=-1, stable=True)
         values, ids = ascending.flip(-1), order.flip(-1)
         check_at = torch.zeros(scores.shape[0], dtype=torch.int64, device=scores.device)
@@ -375,9 +514,17 @@ class CandidateView:
         vocab = scores.shape[-1]
         if m >= vocab * FULL_SORT_FRACTION:
             return cls.full(scores, stats)
-        maxima = stats.chunk_maxima() if stats is not None else None
-        values, ids = canonical_order(*chunked_topk(scores, m, maxima))
-        check_at = (values > values[:, -1:]).sum(dim=-1)
+        edit = stats.edit if stats is not None else None
+        maxima = stats.lane_maxima() if stats is not None else None
+        base = stats.base if stats is not None else scores
+        values, ids, outside = chunked_topk(base, m, maxima, edit)
+        values, ids = canonical_order(values, ids)
+        if outside is not None and bool((values[:, -1:] <= outside).any()):
+            values = _stand_in_for_unread(values, outside)
+        # Sure: above the last value and (with an edit) above every lane not read; the values
+        # descend, so that is one count (behind a stand-in the padding is lower still).
+        last = values[:, -1:] if outside is None else torch.maximum(values[:, -1:], outside)
+        check_at = (values > last).sum(dim=-1)
         return cls(values, ids, vocab, False, check_at, stats or RowStats(scores))
 
     @classmethod
@@ -395,6 +542,8 @@ class CandidateView:
         every token outside. It carries a real candidate's id with a -inf
         score once dropped, which ``densify`` (a max) and sampling ignore.
         """
+        if stats is not None:
+            scores = stats.scores  # an edited row is made dense here
         batch, vocab = scores.shape
         # Compare and place the sentinel in one dtype.
         threshold = round_down(threshold, scores.dtype)
@@ -496,7 +645,7 @@ class CandidateView:
         view stays in the canonical order of its current scores.
         """
         values, ids, check_at = (
-            self.values.masked_fill(~mask, NEG_INF),
+            torch.where(mask, self.values, NEG_INF),
             self.token_ids,
             self.check_at,
         )
@@ -507,7 +656,7 @@ class CandidateView:
                 check_at = (order == check_at.unsqueeze(-1)).to(torch.int8).argmax(dim=-1)
         # A partial view keeps its statistics: the runner completes it or starts over.
         stats = self.stats if not self.complete else None
-        return replace(self, values=values, token_ids=ids, check_at=check_at, stats=stats)
+        return CandidateView(values, ids, self.vocab_size, self.complete, check_at, stats)
 
     def rescaled(self, values: torch.Tensor) -> CandidateView:
         """A view with new values from an order-preserving elementwise change (e.g. temperature).
@@ -516,8 +665,12 @@ class CandidateView:
         the sure prefix are recomputed. The dense row's statistics no longer apply.
         """
         values, ids = canonical_order(values, self.token_ids)
-        check_at = self.check_at if self.complete else (values > values[:, -1:]).sum(dim=-1)
-        return replace(self, values=values, token_ids=ids, check_at=check_at, stats=None)
+        check_at = self.check_at
+        if not self.complete:
+            # Ties the change makes with the deciding position become unsure too.
+            deciding = values.gather(-1, check_at.clamp(max=self.width - 1).unsqueeze(-1))
+            check_at = (values > deciding).sum(dim=-1)
+        return CandidateView(values, ids, self.vocab_size, self.complete, check_at, None)
 
     # -- leaving the view ----------------------------------------------------------------
 
@@ -529,7 +682,7 @@ class CandidateView:
         return self.values.gather(-1, at).squeeze(-1) == NEG_INF
 
     def completed(self) -> CandidateView:
-        return replace(self, complete=True, stats=None)
+        return CandidateView(self.values, self.token_ids, self.vocab_size, True, self.check_at, None)
 
     def densify(self, like: torch.Tensor) -> torch.Tensor:
         """Dense scores shaped like ``like``: the view's values, -inf everywhere else."""
@@ -584,9 +737,10 @@ class CandidateView:
 
 
 def fused_kind(processor: Processor) -> str | None:
-    """``"scale"``, ``"truncate"`` or None when the processor has no fast path right now."""
+    """``"edit"``, ``"scale"``, ``"truncate"`` or None when the processor has no fast path right now."""
     kind = getattr(processor, "fused", None)
-    if kind not in ("scale", "truncate") or not hasattr(processor, "apply_sorted"):
+    method = "sparse_edit" if kind == "edit" else "apply_sorted"
+    if kind not in ("edit", "scale", "truncate") or not hasattr(processor, method):
         return None
     usable = getattr(processor, "fused_usable", None)
     if usable is not None and not usable():
@@ -600,12 +754,14 @@ def fused_runs(processors: Sequence[Processor]) -> list[tuple[int, int]]:
     start = None
     for i, processor in enumerate([*processors, None]):
         kind = fused_kind(processor) if processor is not None else None
-        if kind is not None and start is None:
-            start = i
-        elif kind is None and start is not None:
+        # An edit can only open a run: the view is built from the scores it edits.
+        ends = kind is None or (kind == "edit" and start is not None)
+        if ends and start is not None:
             if any(fused_kind(p) == "truncate" for p in processors[start:i]):
                 runs.append((start, i))
             start = None
+        if kind is not None and start is None:
+            start = i
     return runs
 
 
@@ -688,21 +844,28 @@ def run_fused(
     first = next(i for i, p in enumerate(processors) if fused_kind(p) == "truncate")
     head, body = list(processors[:first]), list(processors[first:])
     capped = _cap_of(body[0], vocab) is not None
+    edit: SparseEdit | None = None
     if not capped:
-        # The first truncation needs row statistics: apply the scaling head densely.
+        # The first truncation needs row statistics: apply the head (edit, scaling) densely.
         for processor in head:
             scores = processor.apply(scores, ctx)
         head = []
+    elif head and fused_kind(head[0]) == "edit":
+        # A top-k view reads only the best chunks: the edit is written into those alone.
+        edit = head[0].sparse_edit(scores, ctx)  # type: ignore[attr-defined]
     chain = head + body
-    stats = RowStats(scores)
+    stats = RowStats(scores, edit)
+    if edit is not None:
+        chain = chain[1:]  # the view carries the edit
     pending: torch.Tensor | None = None  # rows still unsettled; None is all of them
     done: list[tuple[torch.Tensor, CandidateView]] = []
-    nan_rows = stats.nan_rows()
+    nan_rows = stats.nan_rows(lanes=capped)  # the maxima the first view will read
     if bool(nan_rows.any()):
         # A view orders NaN as the best score, while the dense processors' comparisons with NaN
         # keep or drop differently (transformers' top_k then drops nothing): NaN rows go dense.
         with_nan = nan_rows.nonzero().flatten()
-        done.append((with_nan, _dense_view(chain, scores[with_nan], rows_of(ctx, with_nan))))
+        dense_chain = head + body  # with the edit, run densely
+        done.append((with_nan, _dense_view(dense_chain, scores[with_nan], rows_of(ctx, with_nan))))
         if with_nan.numel() == batch:
             return CandidateView.merged(done, batch)
         pending = (~nan_rows).nonzero().flatten()
@@ -799,7 +962,8 @@ def select_from_view(
         return None
     # Empty rows, NaN and +inf go to the dense path, where the pipeline's empty-row guard handles them:
     # each makes the row's maximum non-finite (amax propagates NaN).
-    if not bool(torch.isfinite(view.values.amax(dim=-1)).all()):
+    best = view.values.amax(dim=-1)
+    if not bool(((best > NEG_INF) & (best < float("inf"))).all()):
         return None
     tokens: torch.Tensor = check_tokens(selector, pick(view, ctx), view.values.shape[0], view.vocab_size)
     return tokens

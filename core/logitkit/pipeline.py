@@ -129,6 +129,17 @@ class Pipeline:
             for e in self.elements
         )
 
+    @property
+    def needs_state_alone(self) -> bool:
+        """True when a call on its own needs a batch state: some element keeps row state
+        beyond the seeds it derives from the context anyway (``seeds_only_state``)."""
+        return any(
+            type(e).init_rows is not Processor.init_rows
+            and type(e).init_rows is not Selector.init_rows
+            and not e.seeds_only_state
+            for e in self.elements
+        )
+
     # -- construction ------------------------------------------------------------------
 
     @classmethod
@@ -339,7 +350,7 @@ class Pipeline:
 
     def _standalone(self, input_ids: torch.Tensor) -> StepContext:
         """A call on its own: stateful elements start from the prompt and replay what follows."""
-        if not self.stateful:
+        if not self.needs_state_alone:
             return self.step_context(input_ids)
         length = int(input_ids.shape[-1])
         prompt = int(self.context.get("prompt_length", length))

@@ -249,6 +249,9 @@ class Processor:
     #: Otherwise a batch with mixed rows is split into groups that share both, each with its
     #: batch padding cut off, so the processor only ever sees aligned rows.
     mixed_rows: ClassVar[bool] = False
+    #: True when the row state holds only what a call without a state derives from the context
+    #: the same way (each row's seed): a call on its own then skips building a batch state.
+    seeds_only_state: ClassVar[bool] = False
 
     def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
         self.config = config if config is not None else self.Config()
@@ -320,6 +323,8 @@ class Selector:
     primary: ClassVar[str | None] = None
     summary: ClassVar[str] = ""
     follows_rows: ClassVar[bool] = True
+    #: See ``Processor.seeds_only_state``.
+    seeds_only_state: ClassVar[bool] = False
 
     def __init__(self, config: BaseModel | None = None, tokens: TokenSettings | None = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -8,12 +8,20 @@ import torch
 from pydantic import Field, NonNegativeInt
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
+from logitkit.fastpath import SparseEdit
 from logitkit_builtins._tokens import encoder_ids, written
 from logitkit_builtins.numerics import safe_log_softmax
 
 
 def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.Tensor:
-    """Divide positive scores of ``ids`` by ``penalty`` and multiply negative ones, once per token.
+    """Divide positive scores of ``ids`` by ``penalty`` and multiply negative ones, once per token."""
+    return written(scores, *_penalty_edit(scores, ids, penalty))
+
+
+def _penalty_edit(
+    scores: torch.Tensor, ids: torch.Tensor, penalty: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(ids, values)``: the penalized score of each token of ``ids``, to be written at it.
 
     ``ids`` equal to the vocab size are ignored positions or out-of-vocab ids.
     They borrow a real id of their row, so every write to a token carries the
@@ -22,6 +30,9 @@ def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.
     """
     vocab = scores.shape[-1]
     valid = (ids >= 0) & (ids < vocab)  # negative ids are padding markers such as -100
+    if bool(valid.all()):  # the usual case: no position to fill in
+        picked = scores.gather(1, ids)
+        return ids, torch.where(picked < 0, picked * penalty, picked / penalty)
     positions = torch.arange(ids.shape[1], device=ids.device)
     last_valid = torch.where(valid, positions, -1).amax(dim=1, keepdim=True)
     has_valid = last_valid >= 0
@@ -30,7 +41,7 @@ def _penalize(scores: torch.Tensor, ids: torch.Tensor, penalty: float) -> torch.
     picked = scores.gather(1, safe)
     penalized = torch.where(picked < 0, picked * penalty, picked / penalty)
     # A row with nothing to penalize writes its own scores back.
-    return written(scores, safe, torch.where(has_valid, penalized, picked))
+    return safe, torch.where(has_valid, penalized, picked)
 
 
 class RepetitionPenaltyConfig(ProcessorConfig):
@@ -57,6 +68,11 @@ class RepetitionPenalty(Processor):
     primary = "penalty"
     needs = frozenset({"input_ids"})
     mixed_rows = True
+    # In a fused run it hands the view its few new scores instead of copying the whole row.
+    fused = "edit"
+
+    def fused_usable(self) -> bool:
+        return not self.config.normalize  # log-probabilities change every score
 
     def ignored_positions(self, ctx: StepContext) -> torch.Tensor | None:
         """Bool ``[batch, length]``: positions left out of the penalty, or None when none are."""
@@ -77,16 +93,22 @@ class RepetitionPenalty(Processor):
         positions = torch.arange(ids.shape[1], device=ids.device)
         return positions[None, :] < limit[:, None]
 
+    def sparse_edit(self, scores: torch.Tensor, ctx: StepContext) -> SparseEdit:
+        """What ``apply`` writes, as ids and values (``scores`` [batch, vocab])."""
+        return SparseEdit(*_penalty_edit(scores, self._penalized_ids(scores, ctx), self.config.penalty))
+
+    def _penalized_ids(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        vocab = scores.shape[-1]
+        ids = ctx.input_ids.clamp(max=vocab)
+        ignored = self.ignored_positions(ctx)
+        return ids if ignored is None else ids.masked_fill(ignored, vocab)
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if scores.dim() == 3:
             # [batch, positions, vocab], as transformers accepts: only the last position is penalized.
             last = self.apply(scores[:, -1, :], ctx)
             return torch.cat([scores[:, :-1, :], last.unsqueeze(1)], dim=1)
-        vocab = scores.shape[-1]
-        ids = ctx.input_ids.clamp(max=vocab)
-        ignored = self.ignored_positions(ctx)
-        if ignored is not None:
-            ids = ids.masked_fill(ignored, vocab)
+        ids = self._penalized_ids(scores, ctx)
         if self.config.normalize:
             # Log-probabilities are all <= 0, so every seen token is treated alike.
             scores = safe_log_softmax(scores)

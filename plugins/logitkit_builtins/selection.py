@@ -40,6 +40,8 @@ class Sample(Selector):
     """Sample from softmax(scores) by the exponential race, with per-row seeds (batch-invariant)."""
 
     name = "sample"
+    # Its state is each row's seed, which a call on its own reads from the context alike.
+    seeds_only_state = True
     Config = SampleConfig
     primary = "seed"
 

@@ -145,8 +145,9 @@ class TopP(TruncationProcessor):
         # the dense path, which see different widths of the row, still decide alike.)
         dtype = view.values.dtype
         tail = tail64.to(dtype)
-        removed = tail <= torch.tensor(1.0 - self.config.top_p, dtype=dtype)
-        keep = ~removed | view.leading(self.config.min_tokens_to_keep)
+        keep = tail > torch.tensor(1.0 - self.config.top_p, dtype=dtype)
+        if self.config.min_tokens_to_keep > 1:  # the first token is always kept (all the mass is at or below it)
+            keep |= view.leading(self.config.min_tokens_to_keep)
         return view.keep(keep)
 
 

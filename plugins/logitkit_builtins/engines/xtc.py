@@ -49,6 +49,8 @@ class Xtc(Processor):
 
     # Its coin is keyed on each row's own seed and step.
     mixed_rows = True
+    # Its state is each row's seed, which a call on its own reads from the context alike.
+    seeds_only_state = True
 
     def init_rows(self, rows: NewRows) -> RowState:
         return seed_state(rows, self.config.seed)
