@@ -9,7 +9,12 @@ samples straight from the view.
 A processor opts in by defining ``apply_sorted(view, ctx) -> CandidateView``
 and the class attribute ``fused`` (``"scale"`` for order-preserving
 elementwise changes such as temperature, ``"truncate"`` for processors that
-only drop tokens). A truncating processor must keep a *prefix* of the view's
+only drop tokens). A processor that rewrites a few scores per row
+(repetition_penalty) may instead set ``fused = "edit"`` and define
+``sparse_edit(scores, ctx) -> SparseEdit``: at the start of a run whose first
+truncation has a cap (top_k), the view is built from the unedited scores and
+the edit, written into the part of the row the search reads, so the
+vocabulary-sized copy is never made; elsewhere its ``apply`` runs. A truncating processor must keep a *prefix* of the view's
 order, plus ties of kept values, so that once the first uncertain position is
 dropped every token beyond the view is dropped too. Processors whose choice is
 not a prefix set ``needs_complete_view = True``, unless dropping the deciding
@@ -32,7 +37,8 @@ The view is exact, not approximate:
 - A partial view (``complete=False``) names, per row, the position whose
   drop proves the rest of the row is dropped too: with ``topk(k + 1)`` (a
   top_k or top_h cap) the first position not strictly above the view's lowest
-  score; with "every token at or above a threshold" (no cap) a sentinel
+  score (with an edit, nor above the bound on the lanes not read, which a
+  stand-in scored at that bound then represents); with "every token at or above a threshold" (no cap) a sentinel
   scored at the threshold, standing for the best token outside. After each
   truncating processor the runner checks that position in every row. Rows
   where it is dropped are settled; the others alone are tried again on a
@@ -71,6 +77,8 @@ SPANS = (8.0, 16.0, 32.0)
 MAX_HINTS = 2
 #: A view this large a fraction of the vocabulary is built by a full sort instead.
 FULL_SORT_FRACTION = 0.25
+#: Views this narrow are not trimmed: each tensor operation costs about the same at such widths.
+TRIM_WIDTH = 256
 
 
 def round_down(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -693,6 +701,8 @@ class CandidateView:
 
     def trimmed(self) -> CandidateView:
         """A complete view without its trailing columns that are dropped in every row."""
+        if self.width <= TRIM_WIDTH:
+            return self  # sampling so few columns costs no more than measuring how many are left
         alive = self.values != NEG_INF  # NaN stays: the dense path keeps it for the row guard
         positions = torch.arange(1, self.width + 1, device=self.values.device)
         width = max(int((alive * positions).amax()), 1)
