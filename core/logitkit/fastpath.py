@@ -392,21 +392,20 @@ def chunked_topk(
         best_chunks, outside = best.indices[:, :m], best.values[:, m : m + 1]
         if outside.shape[-1] == 0:
             outside = torch.full_like(best.values[:, :1], NEG_INF)
-    # Position i * m + r of what is read: the i-th token of the r-th lane read.
+    # Position i * m + r of what is read: the i-th token of the r-th lane read, then the tail.
     picked = body.gather(2, best_chunks.unsqueeze(1).expand(-1, CHUNK, -1)).flatten(1)
-    picked_ids = (
-        torch.arange(CHUNK, device=scores.device).unsqueeze(-1) * chunks + best_chunks.unsqueeze(1)
-    ).flatten(1)
     if chunks * CHUNK < vocab:  # the short last chunk is always searched
-        tail_ids = torch.arange(chunks * CHUNK, vocab, device=scores.device).expand(
-            scores.shape[0], -1
-        )
         picked = torch.cat([picked, scores[:, chunks * CHUNK :]], dim=1)
-        picked_ids = torch.cat([picked_ids, tail_ids], dim=1)
     if edit is not None:
         picked = _edit_picked(picked, best_chunks, chunks, edit)
     values, where = torch.topk(picked, m, dim=-1, sorted=True)
-    return values, picked_ids.gather(1, where), outside
+    # Token ids of the winners only: lane token i of lane r is i * lanes + r.
+    lane, token = where % m, where // m
+    ids = token * chunks + best_chunks.gather(1, lane.clamp(max=m - 1))
+    if chunks * CHUNK < vocab:
+        in_tail = where >= CHUNK * m
+        ids = torch.where(in_tail, chunks * CHUNK + where - CHUNK * m, ids)
+    return values, ids, outside
 
 
 def _edit_picked(

@@ -136,8 +136,9 @@ class TopP(TruncationProcessor):
         tail64 = _mass_at_or_below(view.log_probs())
         # The fast normaliser is an fp32 sum: a row with a token within rounding of the
         # threshold decides on the float64 one instead (both paths read the same statistics).
-        near = ((tail64 - (1.0 - self.config.top_p)).abs() < 1e-5).any(dim=-1, keepdim=True)
-        if bool(near.any()):
+        close = (tail64 - (1.0 - self.config.top_p)).abs() < 1e-5
+        if bool(close.any()):
+            near = close.any(dim=-1, keepdim=True)
             tail64 = torch.where(near, _mass_at_or_below(view.precise_log_probs(near.squeeze(-1))), tail64)
         # transformers drops a token when the mass at or below it is <= 1 - p, both in the
         # scores' dtype; rounding the same way drops the tokens that sit exactly on the threshold.
