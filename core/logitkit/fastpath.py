@@ -218,7 +218,15 @@ class RowStats:
     def top(self) -> torch.Tensor:
         """The row's best score, [batch, 1], in the scores' dtype."""
         if self._top is None:
-            self._top = self.scores.amax(dim=-1, keepdim=True)
+            if self._maxima is not None and self._maxima.shape[-1] > 0:
+                # From the chunk maxima (the threshold search has them already): no second pass.
+                top = self._maxima.amax(dim=-1, keepdim=True)
+                whole = self._maxima.shape[-1] * CHUNK
+                if whole < self.scores.shape[-1]:
+                    top = torch.maximum(top, self.scores[:, whole:].amax(dim=-1, keepdim=True))
+                self._top = top
+            else:
+                self._top = self.scores.amax(dim=-1, keepdim=True)
         return self._top
 
     def chunk_maxima(self) -> torch.Tensor:
