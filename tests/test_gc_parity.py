@@ -51,6 +51,8 @@ class Case:
     inert_on: tuple[str, ...] = ()
     #: How many of the model's frequent tokens are eos ids.
     eos_count: int = 2
+    #: Text prompts, tokenized (left-padded) by the healing tokenizer, instead of random ids of ``lengths``.
+    texts: tuple[str, ...] = ()
 
 
 SAMPLE = {"do_sample": True, "max_new_tokens": 12}
@@ -116,6 +118,9 @@ CASES: dict[str, Case] = {
     # A Llama over the trained byte-level BPE tokenizer's vocabulary, which the stop strings need.
     "stop_strings": Case({"max_new_tokens": 12, "stop_strings": "PRODUCED"}, models=("llama_bpe",),
                          baseline={"max_new_tokens": 12}),
+    # transformers' heal_tokens re-tokenizes the decoded prompts, so they are text; "st" is a one-token prompt.
+    "token_healing": Case({"max_new_tokens": 6, "token_healing": True}, models=("llama_heal",),
+                          texts=("full st", "hello wor", "st", "the lazy d", "stop here. ST")),
     "eos_token_id": Case({"max_new_tokens": 12}, baseline={"max_new_tokens": 12, "eos_token_id": [95]}),
     "pad_token_id": Case({"max_new_tokens": 12, "pad_token_id": 5}, changes_tokens=False),
     # Model calls: the same tokens by another route through the model.
@@ -132,7 +137,25 @@ CASES: dict[str, Case] = {
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, Any]:
-    return {"llama": tiny_llama(), "t5": tiny_t5(), "llama_bpe": tiny_llama(vocab=bpe_tokenizer().get_vocab_size())}
+    return {"llama": tiny_llama(), "t5": tiny_t5(), "llama_bpe": tiny_llama(vocab=bpe_tokenizer().get_vocab_size()),
+            "llama_heal": healing_llama()}  # fmt: skip
+
+
+def healing_tokenizer() -> Any:
+    """The BPE tokenizer with a bos token (transformers' healing needs one) and left padding."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer(), pad_token="<pad>", eos_token="<eos>",
+                                   bos_token="<s>", padding_side="left")  # fmt: skip
+
+
+def healing_llama() -> Any:
+    """A Llama over the healing tokenizer, its head scaled so the logits spread over more than the +1 that
+    transformers' healing gives the original tail: some tails then heal into a longer token."""
+    model = tiny_llama(vocab=len(healing_tokenizer()))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30.0)
+    return model
 
 
 def hf_tokenizer() -> Any:
@@ -147,7 +170,7 @@ def frequent(models: dict[str, Any]) -> dict[str, list[int]]:
     ids, mask = left_padded([5, 7, 3, 7])
     found: dict[str, Any] = {}
     for name, model in models.items():
-        if name == "llama_bpe":
+        if name in ("llama_bpe", "llama_heal"):
             continue
         tokens = frequent_tokens(model, ids, mask, n=3)
         out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=8, pad_token_id=PAD,
@@ -156,6 +179,7 @@ def frequent(models: dict[str, Any]) -> dict[str, list[int]]:
         first = next(int(t) for t in new.T.flatten() if int(t) not in tokens[:2] and int(t) != PAD)
         found[name] = [*tokens, first]
     found["llama_bpe"] = produced_stop_strings(models["llama_bpe"])
+    found["llama_heal"] = [1, 1, 1, 1]  # eos <eos>, never the healing step's pad
     return found
 
 
@@ -192,6 +216,8 @@ def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
 def run_transformers(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: GenerationConfig, seed: int) -> Any:
     torch.manual_seed(seed)
     extra = {"tokenizer": hf_tokenizer()} if gc.stop_strings else {}
+    if gc.token_healing:
+        extra = {"tokenizer": healing_tokenizer()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model.generate(ids, attention_mask=mask, generation_config=gc, **extra)
@@ -200,6 +226,8 @@ def run_transformers(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: Gene
 def run_logitkit(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: GenerationConfig, seed: int) -> Any:
     torch.manual_seed(seed)
     extra = {"tokenizer": bpe_tokenizer()} if gc.stop_strings else {}
+    if gc.token_healing:
+        extra = {"tokenizer": healing_tokenizer()}  # the same transformers tokenizer: healing re-tokenizes
     return logitkit.generate(model, ids, attention_mask=mask, generation_config=gc, **extra)
 
 
@@ -211,7 +239,7 @@ def test_generation_config_row_matches_transformers(row: str, model_name: str, m
                                                     frequent: dict[str, list[int]]) -> None:  # fmt: skip
     case = CASES[row]
     model = models[model_name]
-    ids, mask = left_padded(list(case.lengths), vocab=model.config.vocab_size)
+    ids, mask = prompts_for(case, model)
     gc = config_for(case, frequent[model_name])
     ref = run_transformers(model, ids, mask, gc, case.seed)
     out = run_logitkit(model, ids, mask, gc, case.seed)
@@ -235,6 +263,24 @@ def test_generation_config_row_matches_transformers(row: str, model_name: str, m
         base = run_transformers(model, ids, mask, config_for(baseline, frequent[model_name]), case.seed)
         base_sequences = base.sequences if hasattr(base, "sequences") else base
         assert not torch.equal(base_sequences, ref_sequences), f"{row}: the case does not change the tokens"
+
+
+def prompts_for(case: Case, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not case.texts:
+        return left_padded(list(case.lengths), vocab=model.config.vocab_size)
+    encoded = healing_tokenizer()(list(case.texts), return_tensors="pt", padding=True)
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def test_token_healing_case_heals_a_tail() -> None:
+    """The healing row is not vacuous: transformers rewrites some prompt tails, not all of them."""
+    case = CASES["token_healing"]
+    model = healing_llama()
+    ids, mask = prompts_for(case, model)
+    gc = config_for(case, [1, 1, 1, 1])
+    ref = run_transformers(model, ids, mask, gc, case.seed)
+    changed = (ref[:, : ids.shape[1]] != ids).any(dim=1).tolist()
+    assert any(changed) and not all(changed), changed
 
 
 def documented_rows() -> dict[str, str]:

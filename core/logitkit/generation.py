@@ -21,7 +21,8 @@ from logitkit.config import validation_problems
 from logitkit.contract_checks import check_search_output
 from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit.errors import ConfigError, Problem
-from logitkit.healing import heal_prompts
+from logitkit.healing import HealedPrompts, heal_prompts
+from logitkit.healing_transformers import check_tokenizer, heal_like_transformers
 from logitkit.model_call import (
     attach_outputs,
     bos_prompt,
@@ -213,6 +214,16 @@ def _pipeline_for(generation_config: Any, model: Any, input_ids: Any, reg: Regis
     )
 
 
+def _healing_step(model: Any, pad: int | None) -> Callable[[torch.Tensor, torch.Tensor, dict[int, float]], torch.Tensor]:
+    """transformers' healing step: ``generate(row, GenerationConfig(max_new_tokens=1, sequence_bias=...))``."""
+
+    def step(row: torch.Tensor, mask: torch.Tensor, bias: dict[int, float]) -> torch.Tensor:
+        gc = {"max_new_tokens": 1, "pad_token_id": pad, "sequence_bias": [[[t], b] for t, b in bias.items()]}
+        return generate(model, row, attention_mask=mask, generation_config=gc).sequences
+
+    return step
+
+
 def _assistant_extra(model: Any, tokenizer: Any) -> dict[str, Any]:
     """What the speculative searches read from ``job.extra``."""
     extra: dict[str, Any] = {}
@@ -312,14 +323,20 @@ def generate(
         decoder_ids = decoder_starts(start, int(input_ids.shape[0]), input_ids)
         decoder_mask = torch.ones_like(decoder_ids)
 
-    healed = None
+    healed: HealedPrompts | None = None
     if config.token_healing:
         if tokenizer is None:
             raise ValueError("token_healing needs a tokenizer: pass tokenizer= to generate()")
         if runner.is_encoder_decoder:
             raise ValueError("token_healing applies to decoder-only models, not encoder-decoders")
-        healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, pad)
-        decoder_ids, decoder_mask = healed.input_ids, healed.attention_mask
+        if config.token_healing == "constrain":
+            healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, pad)
+            decoder_ids, decoder_mask = healed.input_ids, healed.attention_mask
+        else:
+            check_tokenizer(tokenizer)
+            step = _healing_step(model, tokenizer.pad_token_id)
+            model_eos = _ids(_generation_config_setting(model, "eos_token_id")) or ()
+            decoder_ids, decoder_mask = heal_like_transformers(decoder_ids, decoder_mask, tokenizer, model_eos, step)
 
     prompt_length = int(decoder_ids.shape[-1])
     max_length = _max_length(config, model, prompt_length)
