@@ -86,3 +86,17 @@ def test_transformers_healing_names_the_tokenizer_it_needs(tok) -> None:
     model = preferring(tok.get_vocab_size(), {3: 1.0})
     with pytest.raises(ValueError, match=r"transformers tokenizer.*token_healing: constrain"):
         logitkit.generate(model, torch.tensor([[3, 4]]), None, tokenizer=tok, token_healing=True, max_new_tokens=1)
+
+
+def test_prefix_search_matches_transformers_trie(tok) -> None:
+    """``VocabularyPrefixes`` finds what transformers' ``ExtensionsTrie`` finds, off-vocabulary prefixes included."""
+    from transformers.tokenization_python import ExtensionsTrie
+
+    from logitkit.healing_transformers import VocabularyPrefixes
+
+    vocab = tok.get_vocab()
+    ours, theirs = VocabularyPrefixes(vocab), ExtensionsTrie(vocab)
+    prefixes = [*vocab, "stq", "\n", "zzz", "Ġqx", "h"]
+    for prefix in prefixes:
+        assert sorted(ours.extensions(prefix)) == sorted(theirs.extensions(prefix=prefix)), prefix
+    assert len(ours.extensions("st")) > 1  # the search is not vacuous
