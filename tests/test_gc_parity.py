@@ -12,7 +12,10 @@ mask (and a tokenizer, where the row needs one) is passed besides the config.
 from __future__ import annotations
 
 import re
+import types
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,10 @@ class Case:
     inert_on: tuple[str, ...] = ()
     #: How many of the model's frequent tokens are eos ids.
     eos_count: int = 2
+    #: Seconds a fake clock (in both libraries) advances per call of the model's head: a deterministic max_time.
+    tick: float | None = None
+    #: The number of steps the fake clock allows (checked, so the clock is known to do the stopping).
+    steps: int | None = None
     #: Text prompts, tokenized (left-padded) by the healing tokenizer, instead of random ids of ``lengths``.
     texts: tuple[str, ...] = ()
 
@@ -69,6 +76,10 @@ CASES: dict[str, Case] = {
     "default length (20 new tokens)": Case({}, changes_tokens=False),
     "default length, prompt of 20+ tokens": Case({}, lengths=(24, 21), changes_tokens=False),
     "max_time": Case({"max_time": 1e-9, "max_new_tokens": 10}),
+    # One model call per step, 1 s each on the fake clock: both stop after the 4th step (4 s > 3.5 s).
+    "max_time, after several steps": Case({"max_time": 3.5, "max_new_tokens": 10}, tick=1.0, steps=4),
+    "max_time, beams": Case({**BEAM, "max_time": 5.5}, tick=1.0, steps=6, baseline=BEAM),
+    "max_time, sampling": Case({**SAMPLE, "max_time": 2.5}, tick=1.0, steps=3, seed=21, baseline=SAMPLE),
     "num_return_sequences": Case({**SAMPLE, "num_return_sequences": 3}, seed=5),
     "num_beams (beam search)": Case({**BEAM, "output_scores": True, "return_dict_in_generate": True},
                                     compare=("sequences_scores",), baseline={"max_new_tokens": 10}),
@@ -213,6 +224,32 @@ def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
     return GenerationConfig(**fields)
 
 
+@contextmanager
+def fake_clock(model: Any, tick: float | None) -> Iterator[None]:
+    """Both libraries' max_time clocks read a counter that only the model's head advances, by ``tick`` a call."""
+    if tick is None:
+        yield
+        return
+    import transformers.generation.stopping_criteria as hf_stopping
+
+    import logitkit.generation
+    import logitkit_builtins.stopping
+
+    now = [1000.0]
+    clock = types.SimpleNamespace(time=lambda: now[0], monotonic=lambda: now[0])
+    modules = (hf_stopping, logitkit.generation, logitkit_builtins.stopping)
+    saved = [module.time for module in modules]
+    hook = model.get_output_embeddings().register_forward_hook(lambda *_: now.__setitem__(0, now[0] + tick))
+    for module in modules:
+        module.time = clock  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        hook.remove()
+        for module, original in zip(modules, saved, strict=True):
+            module.time = original  # type: ignore[attr-defined]
+
+
 def run_transformers(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: GenerationConfig, seed: int) -> Any:
     torch.manual_seed(seed)
     extra = {"tokenizer": hf_tokenizer()} if gc.stop_strings else {}
@@ -241,10 +278,15 @@ def test_generation_config_row_matches_transformers(row: str, model_name: str, m
     model = models[model_name]
     ids, mask = prompts_for(case, model)
     gc = config_for(case, frequent[model_name])
-    ref = run_transformers(model, ids, mask, gc, case.seed)
-    out = run_logitkit(model, ids, mask, gc, case.seed)
+    with fake_clock(model, case.tick):
+        ref = run_transformers(model, ids, mask, gc, case.seed)
+    with fake_clock(model, case.tick):
+        out = run_logitkit(model, ids, mask, gc, case.seed)
     ref_sequences = ref.sequences if hasattr(ref, "sequences") else ref
     assert torch.equal(out.sequences, ref_sequences), (out.sequences, ref_sequences)
+    if case.steps is not None:
+        start = 1 if model.config.is_encoder_decoder else ids.shape[-1]
+        assert ref_sequences.shape[-1] - start == case.steps
     for name in case.compare:
         ours, theirs = getattr(out, name), getattr(ref, name)
         if isinstance(theirs, torch.Tensor):
