@@ -33,6 +33,7 @@ from _generation_helpers import (
 from transformers import GenerationConfig
 
 import logitkit
+from logitkit.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "generation-config.md"
 
@@ -58,6 +59,8 @@ class Case:
     tick: float | None = None
     #: The number of steps the fake clock allows (checked, so the clock is known to do the stopping).
     steps: int | None = None
+    #: A refusal row: transformers raises too, and logitkit's ConfigError matches this pattern (what it names).
+    refused: str | None = None
     #: Text prompts, tokenized (left-padded) by the healing tokenizer, instead of random ids of ``lengths``.
     texts: tuple[str, ...] = ()
 
@@ -141,6 +144,18 @@ CASES: dict[str, Case] = {
     "cache_implementation=sliding_window": Case({"max_new_tokens": 10, "cache_implementation": "sliding_window"}, models=("llama",), changes_tokens=False),
     "max_cache_len": Case({"max_new_tokens": 8, "cache_implementation": "static", "max_cache_len": 64}, models=("llama",), changes_tokens=False),
     "disable_compile": Case({"max_new_tokens": 8, "cache_implementation": "static", "disable_compile": True}, models=("llama",), changes_tokens=False),
+    # 5.24 reads cache_config only for a quantized cache: a static one takes its size, a dynamic one nothing.
+    "cache_config, static cache": Case({"max_new_tokens": 8, "cache_implementation": "static", "cache_config": {"max_cache_len": 64}}, changes_tokens=False),
+    "cache_config, dynamic cache (ignored)": Case({"max_new_tokens": 8, "cache_config": {"max_cache_len": 64, "nbits": 4}}, changes_tokens=False),
+    # On CPU 5.24 compiles only with _compile_all_devices; the decisions are spied on in test_generate_model_options.
+    "compile_config": Case({"max_new_tokens": 8, "cache_implementation": "static", "compile_config": {"fullgraph": False, "dynamic": True}}, changes_tokens=False),
+    "cache_implementation=quantized (refused)": Case({"max_new_tokens": 4, "cache_implementation": "quantized"}, changes_tokens=False,
+                                                     refused=r"optimum-quanto|decoder-only models only"),
+    "cache_implementation=quantized, hqq (refused)": Case({"max_new_tokens": 4, "cache_implementation": "quantized", "cache_config": {"backend": "hqq"}},
+                                                          models=("llama",), changes_tokens=False, refused=r"needs hqq"),
+    "cache_implementation=offloaded (refused)": Case({"max_new_tokens": 4, "cache_implementation": "offloaded"}, changes_tokens=False, refused="needs CUDA"),
+    "cache_implementation=offloaded_static (refused)": Case({"max_new_tokens": 4, "cache_implementation": "offloaded_static"}, changes_tokens=False,
+                                                            refused="needs CUDA"),
     "output_attentions and output_hidden_states": Case({"max_new_tokens": 8, "output_attentions": True, "output_hidden_states": True, "return_dict_in_generate": True}, changes_tokens=False),
     "decoder_start_token_id, one per row": Case({"max_new_tokens": 8, "decoder_start_token_id": [0, 5, 9, 0]}, models=("t5",)),
 }  # fmt: skip
@@ -217,6 +232,10 @@ def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
             fields[name] = [*frequent[:2], top]
     if fields.get("stop_strings") == "PRODUCED":
         fields["stop_strings"] = frequent[4]
+    if "compile_config" in fields:
+        from transformers import CompileConfig
+
+        fields["compile_config"] = CompileConfig(**fields["compile_config"])
     if "watermarking_config" in fields:
         from transformers import WatermarkingConfig
 
@@ -278,6 +297,12 @@ def test_generation_config_row_matches_transformers(row: str, model_name: str, m
     model = models[model_name]
     ids, mask = prompts_for(case, model)
     gc = config_for(case, frequent[model_name])
+    if case.refused is not None:
+        with pytest.raises(Exception):  # noqa: B017 - transformers' errors differ by cause (ImportError, AssertionError, ...)
+            run_transformers(model, ids, mask, gc, case.seed)
+        with pytest.raises(ConfigError, match=case.refused):
+            run_logitkit(model, ids, mask, gc, case.seed)
+        return
     with fake_clock(model, case.tick):
         ref = run_transformers(model, ids, mask, gc, case.seed)
     with fake_clock(model, case.tick):

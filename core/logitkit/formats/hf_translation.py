@@ -30,6 +30,7 @@ from logitkit.formats.hf_processors import to_config
 from logitkit.formats.hf_search_modes import SearchModeError, ignored_fields, search_mode
 from logitkit.formats.speculative import consumed_fields, speculative_generation
 from logitkit.model_settings import from_generation_config as model_call_settings
+from logitkit.model_settings import unused_cache_options
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
@@ -115,6 +116,8 @@ def translate(
         _refuse(result, "search mode", f"{generation['search']} and {speculative['search']} cannot run together")
     elif speculative:
         generation.update(speculative)
+    for name, reason in unused_cache_options(generation):
+        conv.lose(name, reason)
     if generation:
         config["generation"] = generation
     ignored = ignored_fields(data)
