@@ -128,22 +128,27 @@ CASES: dict[str, Case] = {
     "begin_suppress_tokens": Case({"max_new_tokens": 12, "begin_suppress_tokens": "FREQUENT"}),
     "renormalize_logits": Case({**SAMPLE, "renormalize_logits": True, "output_scores": True, "return_dict_in_generate": True}, seed=19, compare=("scores",), changes_tokens=False),
     "guidance_scale": Case({"max_new_tokens": 10, "guidance_scale": 3.0}, models=("llama",)),
+    "guidance_scale on an encoder-decoder (refused)": Case({"max_new_tokens": 10, "guidance_scale": 3.0}, models=("t5",),
+                                                           changes_tokens=False, refused="guidance_scale: .*decoder-only"),
     "watermarking_config": Case({**SAMPLE, "watermarking_config": {"greenlist_ratio": 0.5, "bias": 6.0, "context_width": 2}}, seed=20),
     # A Llama over the trained byte-level BPE tokenizer's vocabulary, which the stop strings need.
-    "stop_strings": Case({"max_new_tokens": 12, "stop_strings": "PRODUCED"}, models=("llama_bpe",),
+    "stop_strings": Case({"max_new_tokens": 12, "stop_strings": "PRODUCED"}, models=("llama_bpe", "t5_bpe"),
                          baseline={"max_new_tokens": 12}),
     # transformers' heal_tokens re-tokenizes the decoded prompts, so they are text; "st" is a one-token prompt.
     "token_healing": Case({"max_new_tokens": 6, "token_healing": True}, models=("llama_heal",),
                           texts=("full st", "hello wor", "st", "the lazy d", "stop here. ST")),
+    "token_healing on an encoder-decoder (refused)": Case({"max_new_tokens": 6, "token_healing": True}, models=("t5_heal",),
+                                                          texts=("full st", "hello wor"), changes_tokens=False,
+                                                          refused="token_healing: applies to decoder-only models"),
     "eos_token_id": Case({"max_new_tokens": 12}, baseline={"max_new_tokens": 12, "eos_token_id": [95]}),
     "pad_token_id": Case({"max_new_tokens": 12, "pad_token_id": 5}, changes_tokens=False),
     # Model calls: the same tokens by another route through the model.
     "use_cache=false": Case({"max_new_tokens": 10, "use_cache": False}, changes_tokens=False),
     "cache_implementation=static": Case({"max_new_tokens": 10, "cache_implementation": "static"}, changes_tokens=False),
-    "cache_implementation=static, beams": Case({**BEAM, "cache_implementation": "static"}, models=("llama",), changes_tokens=False),
-    "cache_implementation=sliding_window": Case({"max_new_tokens": 10, "cache_implementation": "sliding_window"}, models=("llama",), changes_tokens=False),
-    "max_cache_len": Case({"max_new_tokens": 8, "cache_implementation": "static", "max_cache_len": 64}, models=("llama",), changes_tokens=False),
-    "disable_compile": Case({"max_new_tokens": 8, "cache_implementation": "static", "disable_compile": True}, models=("llama",), changes_tokens=False),
+    "cache_implementation=static, beams": Case({**BEAM, "cache_implementation": "static"}, changes_tokens=False),
+    "cache_implementation=sliding_window": Case({"max_new_tokens": 10, "cache_implementation": "sliding_window"}, changes_tokens=False),
+    "max_cache_len": Case({"max_new_tokens": 8, "cache_implementation": "static", "max_cache_len": 64}, changes_tokens=False),
+    "disable_compile": Case({"max_new_tokens": 8, "cache_implementation": "static", "disable_compile": True}, changes_tokens=False),
     # 5.24 reads cache_config only for a quantized cache: a static one takes its size, a dynamic one nothing.
     "cache_config, static cache": Case({"max_new_tokens": 8, "cache_implementation": "static", "cache_config": {"max_cache_len": 64}}, changes_tokens=False),
     "cache_config, dynamic cache (ignored)": Case({"max_new_tokens": 8, "cache_config": {"max_cache_len": 64, "nbits": 4}}, changes_tokens=False),
@@ -152,7 +157,7 @@ CASES: dict[str, Case] = {
     "cache_implementation=quantized (refused)": Case({"max_new_tokens": 4, "cache_implementation": "quantized"}, changes_tokens=False,
                                                      refused=r"optimum-quanto|decoder-only models only"),
     "cache_implementation=quantized, hqq (refused)": Case({"max_new_tokens": 4, "cache_implementation": "quantized", "cache_config": {"backend": "hqq"}},
-                                                          models=("llama",), changes_tokens=False, refused=r"needs hqq"),
+                                                          changes_tokens=False, refused=r"needs hqq|decoder-only models only"),
     "cache_implementation=offloaded (refused)": Case({"max_new_tokens": 4, "cache_implementation": "offloaded"}, changes_tokens=False, refused="needs CUDA"),
     "cache_implementation=offloaded_static (refused)": Case({"max_new_tokens": 4, "cache_implementation": "offloaded_static"}, changes_tokens=False,
                                                             refused="needs CUDA"),
@@ -163,8 +168,9 @@ CASES: dict[str, Case] = {
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, Any]:
-    return {"llama": tiny_llama(), "t5": tiny_t5(), "llama_bpe": tiny_llama(vocab=bpe_tokenizer().get_vocab_size()),
-            "llama_heal": healing_llama()}  # fmt: skip
+    bpe = bpe_tokenizer().get_vocab_size()  # a T5 seed whose greedy text holds letter pairs for stop strings
+    return {"llama": tiny_llama(), "t5": tiny_t5(), "llama_bpe": tiny_llama(vocab=bpe), "t5_bpe": tiny_t5(vocab=bpe, seed=5),
+            "llama_heal": healing_llama(), "t5_heal": tiny_t5(vocab=len(healing_tokenizer()))}  # fmt: skip
 
 
 def healing_tokenizer() -> Any:
@@ -196,7 +202,7 @@ def frequent(models: dict[str, Any]) -> dict[str, list[int]]:
     ids, mask = left_padded([5, 7, 3, 7])
     found: dict[str, Any] = {}
     for name, model in models.items():
-        if name in ("llama_bpe", "llama_heal"):
+        if name in ("llama_bpe", "t5_bpe", "llama_heal", "t5_heal"):
             continue
         tokens = frequent_tokens(model, ids, mask, n=3)
         out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=8, pad_token_id=PAD,
@@ -205,7 +211,8 @@ def frequent(models: dict[str, Any]) -> dict[str, list[int]]:
         first = next(int(t) for t in new.T.flatten() if int(t) not in tokens[:2] and int(t) != PAD)
         found[name] = [*tokens, first]
     found["llama_bpe"] = produced_stop_strings(models["llama_bpe"])
-    found["llama_heal"] = [1, 1, 1, 1]  # eos <eos>, never the healing step's pad
+    found["t5_bpe"] = produced_stop_strings(models["t5_bpe"])
+    found["llama_heal"] = found["t5_heal"] = [1, 1, 1, 1]  # eos <eos>, never the healing step's pad
     return found
 
 
@@ -215,7 +222,8 @@ def produced_stop_strings(model: Any) -> list[Any]:
     out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=12, pad_token_id=PAD,
                          eos_token_id=[1])  # fmt: skip
     tok = hf_tokenizer()
-    stops = sorted({m[0] for row in out for m in [re.findall(r"[a-z]{2}", tok.decode(row[7:]))] if m})
+    new = out[:, 1:] if model.config.is_encoder_decoder else out[:, 7:]
+    stops = sorted({m[0] for row in new for m in [re.findall(r"[a-z]{2}", tok.decode(row))] if m})
     return [1, 1, 1, 1, stops]
 
 

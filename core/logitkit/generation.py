@@ -328,7 +328,8 @@ def generate(
         if tokenizer is None:
             raise ValueError("token_healing needs a tokenizer: pass tokenizer= to generate()")
         if runner.is_encoder_decoder:
-            raise ValueError("token_healing applies to decoder-only models, not encoder-decoders")
+            raise _problem("generation.token_healing", "applies to decoder-only models, not encoder-decoders "
+                           "(transformers' heal_tokens fails on them too)")
         if config.token_healing == "constrain":
             healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, pad)
             decoder_ids, decoder_mask = healed.input_ids, healed.attention_mask

@@ -144,6 +144,10 @@ def translate(
             conv.lose(name, "do_sample is false, so transformers never applies it")
         elif name not in known_fields():
             conv.lose(name, "not a GenerationConfig field logitkit knows; transformers ignores it too")
+    if gc.guidance_scale not in (None, 1) and getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        # 5.24's unconditional pass calls the model with input_ids only, which an encoder-decoder rejects.
+        _refuse(result, "guidance_scale", "classifier-free guidance runs on decoder-only models only, "
+                "as in transformers 5.24 (it fails on encoder-decoders)")
     if sampling and (gc.num_beam_groups or 1) > 1:
         _refuse(result, "do_sample", "diverse (group) beam search cannot sample, as in transformers")
     if (gc.num_beam_groups or 1) > 1:
