@@ -137,6 +137,8 @@ CASES: dict[str, Case] = {
     # transformers' heal_tokens re-tokenizes the decoded prompts, so they are text; "st" is a one-token prompt.
     "token_healing": Case({"max_new_tokens": 6, "token_healing": True}, models=("llama_heal",),
                           texts=("full st", "hello wor", "st", "the lazy d", "stop here. ST")),
+    "token_healing, beams": Case({"max_new_tokens": 6, "num_beams": 2, "token_healing": True}, models=("llama_heal",),
+                                 texts=("full st", "hello wor", "st"), baseline={"max_new_tokens": 6, "num_beams": 2}),
     "token_healing on an encoder-decoder (refused)": Case({"max_new_tokens": 6, "token_healing": True}, models=("t5_heal",),
                                                           texts=("full st", "hello wor"), changes_tokens=False,
                                                           refused="token_healing: applies to decoder-only models"),
