@@ -360,6 +360,23 @@ def test_token_healing_case_heals_a_tail() -> None:
     assert any(changed) and not all(changed), changed
 
 
+@pytest.mark.parametrize("make", [tiny_llama, tiny_t5], ids=["llama", "t5"])
+@pytest.mark.parametrize("explicit", [{}, {"do_sample": False}, {"temperature": 0.5}], ids=["unset", "greedy", "cooler"])
+def test_the_models_own_generation_config_fills_the_unset_fields(make: Any, explicit: dict[str, Any]) -> None:
+    """transformers fills what the passed config leaves unset from model.generation_config; so does logitkit."""
+    model = make()
+    model.generation_config.update(do_sample=True, top_k=3, temperature=2.0)
+    ids, mask = left_padded([5, 7, 3, 7], vocab=model.config.vocab_size)
+    gc = GenerationConfig(max_new_tokens=8, pad_token_id=PAD, eos_token_id=[1], **explicit)
+    ref = run_transformers(model, ids, mask, gc, seed=22)
+    out = run_logitkit(model, ids, mask, gc, seed=22)
+    assert torch.equal(out.sequences, ref)
+    # Not vacuous: where the passed config leaves do_sample unset, the model's defaults make transformers sample.
+    greedy = run_transformers(model, ids, mask, GenerationConfig(max_new_tokens=8, pad_token_id=PAD, eos_token_id=[1],
+                                                                 do_sample=False), seed=22)  # fmt: skip
+    assert torch.equal(greedy, ref) == (explicit.get("do_sample") is False)
+
+
 def documented_rows() -> dict[str, str]:
     """Table rows of docs/generation-config.md: first cell -> the 'tested against' cell."""
     rows: dict[str, str] = {}

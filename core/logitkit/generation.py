@@ -21,6 +21,8 @@ from logitkit.config import validation_problems
 from logitkit.contract_checks import check_search_output
 from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit.errors import ConfigError, Problem
+from logitkit.formats.hf_processors import load_generation_config
+from logitkit.formats.model_defaults import with_model_defaults
 from logitkit.healing import HealedPrompts, heal_prompts
 from logitkit.healing_transformers import check_tokenizer, heal_like_transformers
 from logitkit.model_call import (
@@ -203,15 +205,15 @@ def _row_seeds(
 
 
 def _pipeline_for(generation_config: Any, model: Any, input_ids: Any, reg: Registry) -> Pipeline:
-    """``Pipeline.from_generation_config`` with the (decoder) prompt length these inputs give."""
+    """``Pipeline.from_generation_config`` with the (decoder) prompt length these inputs give, over the
+    model's own generation config (``model.generate`` fills unset fields from it)."""
     config = getattr(model, "config", None)
     if getattr(config, "is_encoder_decoder", False):
         seq_length: int | None = 1  # the decoder starts from its start token
     else:
         seq_length = int(input_ids.shape[-1]) if isinstance(input_ids, torch.Tensor) else None
-    return Pipeline.from_generation_config(
-        generation_config, registry=reg, input_ids_seq_length=seq_length, model=model
-    )
+    gc = with_model_defaults(load_generation_config(generation_config), model)
+    return Pipeline.from_generation_config(gc, registry=reg, input_ids_seq_length=seq_length, model=model)
 
 
 def _healing_step(model: Any, pad: int | None) -> Callable[[torch.Tensor, torch.Tensor, dict[int, float]], torch.Tensor]:
