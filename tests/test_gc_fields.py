@@ -166,3 +166,24 @@ def test_two_searches_in_one_config_are_refused_by_name() -> None:
     gc = GenerationConfig(do_sample=True, num_beams=2, prompt_lookup_num_tokens=3)
     with pytest.raises(ConfigError, match="beam_sample and prompt_lookup cannot run together"):
         Pipeline.from_generation_config(gc)
+
+
+@pytest.mark.parametrize(
+    ("fields", "kept", "dropped"),
+    [
+        ({"cache_config": {"max_cache_len": 64}}, None, ["cache_config.max_cache_len"]),
+        ({"cache_implementation": "static", "cache_config": {"max_cache_len": 64, "nbits": 4}},
+         {"max_cache_len": 64}, ["cache_config.nbits"]),
+        ({"cache_implementation": "quantized", "cache_config": {"backend": "hqq", "nbits": 4}},
+         {"backend": "hqq", "nbits": 4}, []),
+    ],
+)  # fmt: skip
+def test_cache_options_transformers_ignores_are_dropped_by_name(
+    fields: dict[str, object], kept: dict[str, object] | None, dropped: list[str]
+) -> None:
+    """5.24 reads cache_config only for a quantized cache (a static one takes max_cache_len): the rest is named."""
+    translation = translate(GenerationConfig(**fields))
+    assert translation.config.get("generation", {}).get("cache_config") == kept
+    lost = [loss.parameter for loss in translation.conversion.lost]
+    assert [name for name in lost if name.startswith("cache_config")] == dropped
+    assert not translation.refused

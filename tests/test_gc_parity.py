@@ -12,7 +12,10 @@ mask (and a tokenizer, where the row needs one) is passed besides the config.
 from __future__ import annotations
 
 import re
+import types
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from _generation_helpers import (
 from transformers import GenerationConfig
 
 import logitkit
+from logitkit.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "generation-config.md"
 
@@ -51,6 +55,14 @@ class Case:
     inert_on: tuple[str, ...] = ()
     #: How many of the model's frequent tokens are eos ids.
     eos_count: int = 2
+    #: Seconds a fake clock (in both libraries) advances per call of the model's head: a deterministic max_time.
+    tick: float | None = None
+    #: The number of steps the fake clock allows (checked, so the clock is known to do the stopping).
+    steps: int | None = None
+    #: A refusal row: transformers raises too, and logitkit's ConfigError matches this pattern (what it names).
+    refused: str | None = None
+    #: Text prompts, tokenized (left-padded) by the healing tokenizer, instead of random ids of ``lengths``.
+    texts: tuple[str, ...] = ()
 
 
 SAMPLE = {"do_sample": True, "max_new_tokens": 12}
@@ -67,6 +79,10 @@ CASES: dict[str, Case] = {
     "default length (20 new tokens)": Case({}, changes_tokens=False),
     "default length, prompt of 20+ tokens": Case({}, lengths=(24, 21), changes_tokens=False),
     "max_time": Case({"max_time": 1e-9, "max_new_tokens": 10}),
+    # One model call per step, 1 s each on the fake clock: both stop after the 4th step (4 s > 3.5 s).
+    "max_time, after several steps": Case({"max_time": 3.5, "max_new_tokens": 10}, tick=1.0, steps=4),
+    "max_time, beams": Case({**BEAM, "max_time": 5.5}, tick=1.0, steps=6, baseline=BEAM),
+    "max_time, sampling": Case({**SAMPLE, "max_time": 2.5}, tick=1.0, steps=3, seed=21, baseline=SAMPLE),
     "num_return_sequences": Case({**SAMPLE, "num_return_sequences": 3}, seed=5),
     "num_beams (beam search)": Case({**BEAM, "output_scores": True, "return_dict_in_generate": True},
                                     compare=("sequences_scores",), baseline={"max_new_tokens": 10}),
@@ -112,19 +128,41 @@ CASES: dict[str, Case] = {
     "begin_suppress_tokens": Case({"max_new_tokens": 12, "begin_suppress_tokens": "FREQUENT"}),
     "renormalize_logits": Case({**SAMPLE, "renormalize_logits": True, "output_scores": True, "return_dict_in_generate": True}, seed=19, compare=("scores",), changes_tokens=False),
     "guidance_scale": Case({"max_new_tokens": 10, "guidance_scale": 3.0}, models=("llama",)),
+    "guidance_scale on an encoder-decoder (refused)": Case({"max_new_tokens": 10, "guidance_scale": 3.0}, models=("t5",),
+                                                           changes_tokens=False, refused="guidance_scale: .*decoder-only"),
     "watermarking_config": Case({**SAMPLE, "watermarking_config": {"greenlist_ratio": 0.5, "bias": 6.0, "context_width": 2}}, seed=20),
     # A Llama over the trained byte-level BPE tokenizer's vocabulary, which the stop strings need.
-    "stop_strings": Case({"max_new_tokens": 12, "stop_strings": "PRODUCED"}, models=("llama_bpe",),
+    "stop_strings": Case({"max_new_tokens": 12, "stop_strings": "PRODUCED"}, models=("llama_bpe", "t5_bpe"),
                          baseline={"max_new_tokens": 12}),
+    # transformers' heal_tokens re-tokenizes the decoded prompts, so they are text; "st" is a one-token prompt.
+    "token_healing": Case({"max_new_tokens": 6, "token_healing": True}, models=("llama_heal",),
+                          texts=("full st", "hello wor", "st", "the lazy d", "stop here. ST")),
+    "token_healing, beams": Case({"max_new_tokens": 6, "num_beams": 2, "token_healing": True}, models=("llama_heal",),
+                                 texts=("full st", "hello wor", "st"), baseline={"max_new_tokens": 6, "num_beams": 2}),
+    "token_healing on an encoder-decoder (refused)": Case({"max_new_tokens": 6, "token_healing": True}, models=("t5_heal",),
+                                                          texts=("full st", "hello wor"), changes_tokens=False,
+                                                          refused="token_healing: applies to decoder-only models"),
     "eos_token_id": Case({"max_new_tokens": 12}, baseline={"max_new_tokens": 12, "eos_token_id": [95]}),
     "pad_token_id": Case({"max_new_tokens": 12, "pad_token_id": 5}, changes_tokens=False),
     # Model calls: the same tokens by another route through the model.
     "use_cache=false": Case({"max_new_tokens": 10, "use_cache": False}, changes_tokens=False),
     "cache_implementation=static": Case({"max_new_tokens": 10, "cache_implementation": "static"}, changes_tokens=False),
-    "cache_implementation=static, beams": Case({**BEAM, "cache_implementation": "static"}, models=("llama",), changes_tokens=False),
-    "cache_implementation=sliding_window": Case({"max_new_tokens": 10, "cache_implementation": "sliding_window"}, models=("llama",), changes_tokens=False),
-    "max_cache_len": Case({"max_new_tokens": 8, "cache_implementation": "static", "max_cache_len": 64}, models=("llama",), changes_tokens=False),
-    "disable_compile": Case({"max_new_tokens": 8, "cache_implementation": "static", "disable_compile": True}, models=("llama",), changes_tokens=False),
+    "cache_implementation=static, beams": Case({**BEAM, "cache_implementation": "static"}, changes_tokens=False),
+    "cache_implementation=sliding_window": Case({"max_new_tokens": 10, "cache_implementation": "sliding_window"}, changes_tokens=False),
+    "max_cache_len": Case({"max_new_tokens": 8, "cache_implementation": "static", "max_cache_len": 64}, changes_tokens=False),
+    "disable_compile": Case({"max_new_tokens": 8, "cache_implementation": "static", "disable_compile": True}, changes_tokens=False),
+    # 5.24 reads cache_config only for a quantized cache: a static one takes its size, a dynamic one nothing.
+    "cache_config, static cache": Case({"max_new_tokens": 8, "cache_implementation": "static", "cache_config": {"max_cache_len": 64}}, changes_tokens=False),
+    "cache_config, dynamic cache (ignored)": Case({"max_new_tokens": 8, "cache_config": {"max_cache_len": 64, "nbits": 4}}, changes_tokens=False),
+    # On CPU 5.24 compiles only with _compile_all_devices; the decisions are spied on in test_generate_model_options.
+    "compile_config": Case({"max_new_tokens": 8, "cache_implementation": "static", "compile_config": {"fullgraph": False, "dynamic": True}}, changes_tokens=False),
+    "cache_implementation=quantized (refused)": Case({"max_new_tokens": 4, "cache_implementation": "quantized"}, changes_tokens=False,
+                                                     refused=r"optimum-quanto|decoder-only models only"),
+    "cache_implementation=quantized, hqq (refused)": Case({"max_new_tokens": 4, "cache_implementation": "quantized", "cache_config": {"backend": "hqq"}},
+                                                          changes_tokens=False, refused=r"needs hqq|decoder-only models only"),
+    "cache_implementation=offloaded (refused)": Case({"max_new_tokens": 4, "cache_implementation": "offloaded"}, changes_tokens=False, refused="needs CUDA"),
+    "cache_implementation=offloaded_static (refused)": Case({"max_new_tokens": 4, "cache_implementation": "offloaded_static"}, changes_tokens=False,
+                                                            refused="needs CUDA"),
     "output_attentions and output_hidden_states": Case({"max_new_tokens": 8, "output_attentions": True, "output_hidden_states": True, "return_dict_in_generate": True}, changes_tokens=False),
     "decoder_start_token_id, one per row": Case({"max_new_tokens": 8, "decoder_start_token_id": [0, 5, 9, 0]}, models=("t5",)),
 }  # fmt: skip
@@ -132,7 +170,26 @@ CASES: dict[str, Case] = {
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, Any]:
-    return {"llama": tiny_llama(), "t5": tiny_t5(), "llama_bpe": tiny_llama(vocab=bpe_tokenizer().get_vocab_size())}
+    bpe = bpe_tokenizer().get_vocab_size()  # a T5 seed whose greedy text holds letter pairs for stop strings
+    return {"llama": tiny_llama(), "t5": tiny_t5(), "llama_bpe": tiny_llama(vocab=bpe), "t5_bpe": tiny_t5(vocab=bpe, seed=5),
+            "llama_heal": healing_llama(), "t5_heal": tiny_t5(vocab=len(healing_tokenizer()))}  # fmt: skip
+
+
+def healing_tokenizer() -> Any:
+    """The BPE tokenizer with a bos token (transformers' healing needs one) and left padding."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=bpe_tokenizer(), pad_token="<pad>", eos_token="<eos>",
+                                   bos_token="<s>", padding_side="left")  # fmt: skip
+
+
+def healing_llama() -> Any:
+    """A Llama over the healing tokenizer, its head scaled so the logits spread over more than the +1 that
+    transformers' healing gives the original tail: some tails then heal into a longer token."""
+    model = tiny_llama(vocab=len(healing_tokenizer()))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(30.0)
+    return model
 
 
 def hf_tokenizer() -> Any:
@@ -147,7 +204,7 @@ def frequent(models: dict[str, Any]) -> dict[str, list[int]]:
     ids, mask = left_padded([5, 7, 3, 7])
     found: dict[str, Any] = {}
     for name, model in models.items():
-        if name == "llama_bpe":
+        if name in ("llama_bpe", "t5_bpe", "llama_heal", "t5_heal"):
             continue
         tokens = frequent_tokens(model, ids, mask, n=3)
         out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=8, pad_token_id=PAD,
@@ -156,6 +213,8 @@ def frequent(models: dict[str, Any]) -> dict[str, list[int]]:
         first = next(int(t) for t in new.T.flatten() if int(t) not in tokens[:2] and int(t) != PAD)
         found[name] = [*tokens, first]
     found["llama_bpe"] = produced_stop_strings(models["llama_bpe"])
+    found["t5_bpe"] = produced_stop_strings(models["t5_bpe"])
+    found["llama_heal"] = found["t5_heal"] = [1, 1, 1, 1]  # eos <eos>, never the healing step's pad
     return found
 
 
@@ -165,7 +224,8 @@ def produced_stop_strings(model: Any) -> list[Any]:
     out = model.generate(ids, attention_mask=mask, do_sample=False, max_new_tokens=12, pad_token_id=PAD,
                          eos_token_id=[1])  # fmt: skip
     tok = hf_tokenizer()
-    stops = sorted({m[0] for row in out for m in [re.findall(r"[a-z]{2}", tok.decode(row[7:]))] if m})
+    new = out[:, 1:] if model.config.is_encoder_decoder else out[:, 7:]
+    stops = sorted({m[0] for row in new for m in [re.findall(r"[a-z]{2}", tok.decode(row))] if m})
     return [1, 1, 1, 1, stops]
 
 
@@ -182,6 +242,10 @@ def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
             fields[name] = [*frequent[:2], top]
     if fields.get("stop_strings") == "PRODUCED":
         fields["stop_strings"] = frequent[4]
+    if "compile_config" in fields:
+        from transformers import CompileConfig
+
+        fields["compile_config"] = CompileConfig(**fields["compile_config"])
     if "watermarking_config" in fields:
         from transformers import WatermarkingConfig
 
@@ -189,9 +253,37 @@ def config_for(case: Case, frequent: list[int]) -> GenerationConfig:
     return GenerationConfig(**fields)
 
 
+@contextmanager
+def fake_clock(model: Any, tick: float | None) -> Iterator[None]:
+    """Both libraries' max_time clocks read a counter that only the model's head advances, by ``tick`` a call."""
+    if tick is None:
+        yield
+        return
+    import transformers.generation.stopping_criteria as hf_stopping
+
+    import logitkit.generation
+    import logitkit_builtins.stopping
+
+    now = [1000.0]
+    clock = types.SimpleNamespace(time=lambda: now[0], monotonic=lambda: now[0])
+    modules = (hf_stopping, logitkit.generation, logitkit_builtins.stopping)
+    saved = [module.time for module in modules]
+    hook = model.get_output_embeddings().register_forward_hook(lambda *_: now.__setitem__(0, now[0] + tick))
+    for module in modules:
+        module.time = clock  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        hook.remove()
+        for module, original in zip(modules, saved, strict=True):
+            module.time = original  # type: ignore[attr-defined]
+
+
 def run_transformers(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: GenerationConfig, seed: int) -> Any:
     torch.manual_seed(seed)
     extra = {"tokenizer": hf_tokenizer()} if gc.stop_strings else {}
+    if gc.token_healing:
+        extra = {"tokenizer": healing_tokenizer()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return model.generate(ids, attention_mask=mask, generation_config=gc, **extra)
@@ -200,6 +292,8 @@ def run_transformers(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: Gene
 def run_logitkit(model: Any, ids: torch.Tensor, mask: torch.Tensor, gc: GenerationConfig, seed: int) -> Any:
     torch.manual_seed(seed)
     extra = {"tokenizer": bpe_tokenizer()} if gc.stop_strings else {}
+    if gc.token_healing:
+        extra = {"tokenizer": healing_tokenizer()}  # the same transformers tokenizer: healing re-tokenizes
     return logitkit.generate(model, ids, attention_mask=mask, generation_config=gc, **extra)
 
 
@@ -211,12 +305,23 @@ def test_generation_config_row_matches_transformers(row: str, model_name: str, m
                                                     frequent: dict[str, list[int]]) -> None:  # fmt: skip
     case = CASES[row]
     model = models[model_name]
-    ids, mask = left_padded(list(case.lengths), vocab=model.config.vocab_size)
+    ids, mask = prompts_for(case, model)
     gc = config_for(case, frequent[model_name])
-    ref = run_transformers(model, ids, mask, gc, case.seed)
-    out = run_logitkit(model, ids, mask, gc, case.seed)
+    if case.refused is not None:
+        with pytest.raises(Exception):  # noqa: B017 - transformers' errors differ by cause (ImportError, AssertionError, ...)
+            run_transformers(model, ids, mask, gc, case.seed)
+        with pytest.raises(ConfigError, match=case.refused):
+            run_logitkit(model, ids, mask, gc, case.seed)
+        return
+    with fake_clock(model, case.tick):
+        ref = run_transformers(model, ids, mask, gc, case.seed)
+    with fake_clock(model, case.tick):
+        out = run_logitkit(model, ids, mask, gc, case.seed)
     ref_sequences = ref.sequences if hasattr(ref, "sequences") else ref
     assert torch.equal(out.sequences, ref_sequences), (out.sequences, ref_sequences)
+    if case.steps is not None:
+        start = 1 if model.config.is_encoder_decoder else ids.shape[-1]
+        assert ref_sequences.shape[-1] - start == case.steps
     for name in case.compare:
         ours, theirs = getattr(out, name), getattr(ref, name)
         if isinstance(theirs, torch.Tensor):
@@ -235,6 +340,41 @@ def test_generation_config_row_matches_transformers(row: str, model_name: str, m
         base = run_transformers(model, ids, mask, config_for(baseline, frequent[model_name]), case.seed)
         base_sequences = base.sequences if hasattr(base, "sequences") else base
         assert not torch.equal(base_sequences, ref_sequences), f"{row}: the case does not change the tokens"
+
+
+def prompts_for(case: Case, model: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not case.texts:
+        return left_padded(list(case.lengths), vocab=model.config.vocab_size)
+    encoded = healing_tokenizer()(list(case.texts), return_tensors="pt", padding=True)
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def test_token_healing_case_heals_a_tail() -> None:
+    """The healing row is not vacuous: transformers rewrites some prompt tails, not all of them."""
+    case = CASES["token_healing"]
+    model = healing_llama()
+    ids, mask = prompts_for(case, model)
+    gc = config_for(case, [1, 1, 1, 1])
+    ref = run_transformers(model, ids, mask, gc, case.seed)
+    changed = (ref[:, : ids.shape[1]] != ids).any(dim=1).tolist()
+    assert any(changed) and not all(changed), changed
+
+
+@pytest.mark.parametrize("make", [tiny_llama, tiny_t5], ids=["llama", "t5"])
+@pytest.mark.parametrize("explicit", [{}, {"do_sample": False}, {"temperature": 0.5}], ids=["unset", "greedy", "cooler"])
+def test_the_models_own_generation_config_fills_the_unset_fields(make: Any, explicit: dict[str, Any]) -> None:
+    """transformers fills what the passed config leaves unset from model.generation_config; so does logitkit."""
+    model = make()
+    model.generation_config.update(do_sample=True, top_k=3, temperature=2.0)
+    ids, mask = left_padded([5, 7, 3, 7], vocab=model.config.vocab_size)
+    gc = GenerationConfig(max_new_tokens=8, pad_token_id=PAD, eos_token_id=[1], **explicit)
+    ref = run_transformers(model, ids, mask, gc, seed=22)
+    out = run_logitkit(model, ids, mask, gc, seed=22)
+    assert torch.equal(out.sequences, ref)
+    # Not vacuous: where the passed config leaves do_sample unset, the model's defaults make transformers sample.
+    greedy = run_transformers(model, ids, mask, GenerationConfig(max_new_tokens=8, pad_token_id=PAD, eos_token_id=[1],
+                                                                 do_sample=False), seed=22)  # fmt: skip
+    assert torch.equal(greedy, ref) == (explicit.get("do_sample") is False)
 
 
 def documented_rows() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Token healing: the prompt's trailing token is trimmed and the first new token must extend it."""
+"""Token healing, logitkit's rule (``constrain``): the prompt's trailing token is trimmed and the first new token
+must extend it. transformers' rule (``true``) is tested against transformers in tests/test_gc_parity.py."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_trailing_token_is_regenerated_as_its_best_extension(tok) -> None:
         None,
         attention_mask=mask,
         tokenizer=tok,
-        token_healing=True,
+        token_healing="constrain",
         max_new_tokens=2,
         eos_token_id=[],
         pad_token_id=PAD,
@@ -78,3 +79,24 @@ def test_token_healing_needs_a_tokenizer() -> None:
     model = preferring(10, {3: 1.0})
     with pytest.raises(ValueError, match="tokenizer"):
         logitkit.generate(model, torch.tensor([[3, 4]]), None, token_healing=True, max_new_tokens=1)
+
+
+def test_transformers_healing_names_the_tokenizer_it_needs(tok) -> None:
+    """``true`` re-tokenizes as transformers does: a tokenizers.Tokenizer is refused, pointing at ``constrain``."""
+    model = preferring(tok.get_vocab_size(), {3: 1.0})
+    with pytest.raises(ValueError, match=r"transformers tokenizer.*token_healing: constrain"):
+        logitkit.generate(model, torch.tensor([[3, 4]]), None, tokenizer=tok, token_healing=True, max_new_tokens=1)
+
+
+def test_prefix_search_matches_transformers_trie(tok) -> None:
+    """``VocabularyPrefixes`` finds what transformers' ``ExtensionsTrie`` finds, off-vocabulary prefixes included."""
+    from transformers.tokenization_python import ExtensionsTrie
+
+    from logitkit.healing_transformers import VocabularyPrefixes
+
+    vocab = tok.get_vocab()
+    ours, theirs = VocabularyPrefixes(vocab), ExtensionsTrie(vocab)
+    prefixes = [*vocab, "stq", "\n", "zzz", "Ġqx", "h"]
+    for prefix in prefixes:
+        assert sorted(ours.extensions(prefix)) == sorted(theirs.extensions(prefix=prefix)), prefix
+    assert len(ours.extensions("st")) > 1  # the search is not vacuous

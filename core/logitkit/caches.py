@@ -17,12 +17,13 @@ from collections.abc import Callable
 from typing import Any
 
 from logitkit.errors import ConfigError, Problem
+from logitkit.model_settings import STATIC_CACHES
 from logitkit.settings import GenerationSettings
 
 SOURCE = "generate()"
 FIELD = "generation.cache_implementation"
 #: transformers 5.24 builds a StaticCache for each of these (the last three are deprecated aliases).
-STATIC = ("static", "sliding_window", "hybrid", "hybrid_chunked")
+STATIC = STATIC_CACHES
 #: These move the cache between a CUDA device and the CPU.
 OFFLOADED = ("offloaded", "offloaded_static", "offloaded_hybrid", "offloaded_hybrid_chunked")
 #: Quantized-cache backends and the package each one imports.

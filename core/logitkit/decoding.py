@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,9 @@ from logitkit.sampling import splitmix64
 from logitkit.settings import GenerationSettings
 from logitkit.state import BatchState
 from logitkit.stopping import FINISH_REASONS, StoppingCriterion, checked_stop, reason_code
+
+if TYPE_CHECKING:
+    from logitkit.step_book import StepBook
 
 #: Columns past the prompt that DecodingJob.start allocates; DecodingState.reserve grows them after.
 INITIAL_STEPS = 64
@@ -184,6 +187,12 @@ class DecodingJob:
             return pipe.choose(logits, ctx), None
         processed = pipe.process(logits, ctx)
         return pipe.select(processed, ctx, raw=logits), processed
+
+    def step_book(self, state: DecodingState) -> StepBook:
+        """The stop, stream and record bookkeeping of a one-token-per-row loop over ``state``."""
+        from logitkit.step_book import StepBook
+
+        return StepBook.start(self, state)
 
     def output(
         self,

@@ -45,7 +45,7 @@ JOB_FIELDS: dict[str, str] = {
     "seeds": "per-prompt sample seeds, or None to let the selector draw them",
     "tokenizer": "the tokenizer passed to `generate()`, or None",
     "model": "the model passed to `generate()`",
-    "healed": "the token-healing result when `token_healing` is on, or None",
+    "healed": "the token-healing result under `token_healing: constrain`, or None",
     "on_tokens": "called with each step's chosen tokens (`[rows]`) by a strategy that picks one token per row per step; streaming uses it",
     "extra": "anything else `generate()` was given",
 }

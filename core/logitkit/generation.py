@@ -21,7 +21,10 @@ from logitkit.config import validation_problems
 from logitkit.contract_checks import check_search_output
 from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit.errors import ConfigError, Problem
-from logitkit.healing import heal_prompts
+from logitkit.formats.hf_processors import load_generation_config
+from logitkit.formats.model_defaults import with_model_defaults
+from logitkit.healing import HealedPrompts, heal_prompts
+from logitkit.healing_transformers import check_tokenizer, heal_like_transformers
 from logitkit.model_call import (
     attach_outputs,
     bos_prompt,
@@ -202,15 +205,25 @@ def _row_seeds(
 
 
 def _pipeline_for(generation_config: Any, model: Any, input_ids: Any, reg: Registry) -> Pipeline:
-    """``Pipeline.from_generation_config`` with the (decoder) prompt length these inputs give."""
+    """``Pipeline.from_generation_config`` with the (decoder) prompt length these inputs give, over the
+    model's own generation config (``model.generate`` fills unset fields from it)."""
     config = getattr(model, "config", None)
     if getattr(config, "is_encoder_decoder", False):
         seq_length: int | None = 1  # the decoder starts from its start token
     else:
         seq_length = int(input_ids.shape[-1]) if isinstance(input_ids, torch.Tensor) else None
-    return Pipeline.from_generation_config(
-        generation_config, registry=reg, input_ids_seq_length=seq_length, model=model
-    )
+    gc = with_model_defaults(load_generation_config(generation_config), model)
+    return Pipeline.from_generation_config(gc, registry=reg, input_ids_seq_length=seq_length, model=model)
+
+
+def _healing_step(model: Any, pad: int | None) -> Callable[[torch.Tensor, torch.Tensor, dict[int, float]], torch.Tensor]:
+    """transformers' healing step: ``generate(row, GenerationConfig(max_new_tokens=1, sequence_bias=...))``."""
+
+    def step(row: torch.Tensor, mask: torch.Tensor, bias: dict[int, float]) -> torch.Tensor:
+        gc = {"max_new_tokens": 1, "pad_token_id": pad, "sequence_bias": [[[t], b] for t, b in bias.items()]}
+        return generate(model, row, attention_mask=mask, generation_config=gc).sequences
+
+    return step
 
 
 def _assistant_extra(model: Any, tokenizer: Any) -> dict[str, Any]:
@@ -312,14 +325,21 @@ def generate(
         decoder_ids = decoder_starts(start, int(input_ids.shape[0]), input_ids)
         decoder_mask = torch.ones_like(decoder_ids)
 
-    healed = None
+    healed: HealedPrompts | None = None
     if config.token_healing:
         if tokenizer is None:
             raise ValueError("token_healing needs a tokenizer: pass tokenizer= to generate()")
         if runner.is_encoder_decoder:
-            raise ValueError("token_healing applies to decoder-only models, not encoder-decoders")
-        healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, pad)
-        decoder_ids, decoder_mask = healed.input_ids, healed.attention_mask
+            raise _problem("generation.token_healing", "applies to decoder-only models, not encoder-decoders "
+                           "(transformers' heal_tokens fails on them too)")
+        if config.token_healing == "constrain":
+            healed = heal_prompts(decoder_ids, decoder_mask, tokenizer, pad)
+            decoder_ids, decoder_mask = healed.input_ids, healed.attention_mask
+        else:
+            check_tokenizer(tokenizer)
+            step = _healing_step(model, tokenizer.pad_token_id)
+            model_eos = _ids(_generation_config_setting(model, "eos_token_id")) or ()
+            decoder_ids, decoder_mask = heal_like_transformers(decoder_ids, decoder_mask, tokenizer, model_eos, step)
 
     prompt_length = int(decoder_ids.shape[-1])
     max_length = _max_length(config, model, prompt_length)

@@ -89,3 +89,30 @@ def from_generation_config(gc: Any) -> dict[str, Any]:
             continue
         out[name] = value
     return out
+
+
+#: transformers 5.24 builds a StaticCache for these, sized by ``max_cache_len`` alone.
+STATIC_CACHES = ("static", "sliding_window", "hybrid", "hybrid_chunked")
+
+
+def unused_cache_options(section: dict[str, Any]) -> list[tuple[str, str]]:
+    """Drop the ``cache_config`` keys transformers 5.24 ignores, from a translated ``generation:`` section.
+
+    5.24 reads ``cache_config`` only for a quantized cache; a static one takes
+    its size alone (``max_cache_len``) and a dynamic one nothing. logitkit
+    refuses such keys in its own configs, so a translated config drops them
+    instead and names each one (returned as ``(field, reason)``).
+    """
+    options = section.get("cache_config")
+    kind = section.get("cache_implementation")
+    if not options or kind == "quantized":
+        return []
+    keep = {"max_cache_len"} if kind in STATIC_CACHES and section.get("use_cache", True) else set()
+    dropped = sorted(set(options) - keep)
+    kept = {k: v for k, v in options.items() if k in keep}
+    if kept:
+        section["cache_config"] = kept
+    else:
+        section.pop("cache_config")
+    where = f"a {kind} cache" if kind in STATIC_CACHES else "a dynamic cache (or none)"
+    return [(f"cache_config.{key}", f"transformers ignores it with {where}; so does logitkit") for key in dropped]

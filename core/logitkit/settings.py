@@ -30,7 +30,9 @@ class GenerationSettings(ModelCallSettings):
     length_penalty: float = 1.0
     early_stopping: bool | Literal["never"] = False
     num_return_sequences: int = Field(default=1, ge=1, le=MAX_BEAMS)
-    token_healing: bool = False
+    #: ``true``: transformers' heal_tokens (a biased greedy step regenerates the prompt's tail);
+    #: ``constrain``: logitkit's rule (the tail is trimmed, the first new token must extend it).
+    token_healing: bool | Literal["constrain"] = False
     seed: int | None = Field(default=None, ge=0)
     #: Keep the processed scores / raw logits of every step in the output.
     output_scores: bool = False

@@ -28,7 +28,6 @@ import torch
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from logitkit.decoding import DecodingJob, GenerationOutput
-from logitkit.stopping import FINISH_REASONS
 from logitkit.strict import StrictModel
 from logitkit_builtins._beam_constraints import (
     Constraint,
@@ -36,6 +35,7 @@ from logitkit_builtins._beam_constraints import (
     Disjunction,
     Phrase,
 )
+from logitkit_builtins._beam_step import end_step, with_records
 from logitkit_builtins._options import search_options
 from logitkit_builtins.group_beam import Hypotheses
 
@@ -220,21 +220,13 @@ def constrained_beam_search(job: DecodingJob) -> GenerationOutput:
             eos, job.pad, beams, prompt_length,
         )  # fmt: skip
         input_ids = torch.cat([input_ids[source], tokens.unsqueeze(-1)], dim=-1)
-        job.runner.reorder(source)
-        state.rows.reorder(source)
-        state.rows.accept(tokens)
-        fired = job.stop_codes(input_ids, other_criteria)
-        if all(done):
+        ended = end_step(job, state, input_ids, source, tokens, done, other_criteria)
+        if ended is not None:
+            ended_by = ended
             break
-        if fired is not None and bool((fired != 0).all()):
-            ended_by = FINISH_REASONS[int(fired.max())]
-            break
-        state.length = input_ids.shape[-1]
         logits = job.runner.advance(input_ids, state.attention_mask)
     output = _finalize(constraints, hyps, done, input_ids, beam_scores, job, ended_by)
-    output.scores = tuple(scores_seen) if settings.output_scores else None
-    output.logits = tuple(logits_seen) if settings.output_logits else None
-    return output
+    return with_records(output, job, scores_seen, logits_seen)
 
 
 def _process(

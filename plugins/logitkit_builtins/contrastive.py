@@ -100,7 +100,6 @@ def _candidates_one_by_one(
 
 def contrastive_search(job: DecodingJob) -> GenerationOutput:
     options = search_options(ContrastiveOptions, job)
-    settings = job.settings
     recorder = record_hidden_states(job.runner, "contrastive_search")
     k, alpha = options.top_k, options.penalty_alpha
     state = job.start(expand=1)
@@ -114,21 +113,14 @@ def contrastive_search(job: DecodingJob) -> GenerationOutput:
         # Candidates run as batch*k rows, so the encoder side is repeated k times (as 4.x expands it once).
         job.runner.encode(job.encoder_input_ids, job.encoder_attention_mask, k)  # type: ignore[union-attr]
     rows = torch.arange(batch, device=device)
-    codes = torch.zeros(batch, dtype=torch.int8, device=device)
-    pad = torch.tensor(job.pad, dtype=torch.long, device=device)
-    scores_seen: list[torch.Tensor] = []
-    logits_seen: list[torch.Tensor] = []
+    book = job.step_book(state)
     logits = state.logits
-    any_finished = False
     while True:
         sequences = state.sequences
         ctx = job.context(state, sequences)
         processed = job.pipeline.process(logits, ctx)
+        step_logits = logits
         top_k_probs, top_k_ids = torch.topk(torch.softmax(processed, dim=-1), k=k, dim=-1)
-        if settings.output_logits:
-            logits_seen.append(logits)
-        if settings.output_scores:
-            scores_seen.append(processed)
         length = int(sequences.shape[-1])
         state.reserve(length + 1)
         mask = state.attention_mask_buffer[:, : length + 1]
@@ -150,20 +142,9 @@ def contrastive_search(job: DecodingJob) -> GenerationOutput:
         logits = candidate_logits[rows, chosen]
         context_hidden = torch.cat([context_hidden, candidate_hidden[rows, chosen][:, None]], dim=1)
         context_mask = torch.cat([context_mask, context_mask.new_ones((batch, 1))], dim=-1)
-
-        if any_finished:
-            tokens = torch.where(codes == 0, tokens, pad)
-        state.rows.accept(tokens)
-        if job.on_tokens is not None:
-            job.on_tokens(tokens)
-        state.append(tokens)
-        fired = job.stop_codes(state.sequences)
-        if fired is not None:
-            codes = torch.where(codes == 0, fired, codes)
-            any_finished = True
-            if not bool((codes == 0).any()):
-                break
-    return job.output(state.sequences, codes, scores_seen, logits_seen)
+        if book.commit(tokens, processed, step_logits):
+            break
+    return book.output()
 
 
 contrastive_search.Config = ContrastiveOptions  # type: ignore[attr-defined]

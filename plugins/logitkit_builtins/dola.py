@@ -120,37 +120,18 @@ def dola(job: DecodingJob) -> GenerationOutput:
         raise ValueError("dola: the model has no output embeddings to apply to early layers")
 
     state = job.start(expand=1)
-    rows = state.sequence_buffer.shape[0]
-    codes = torch.zeros(rows, dtype=torch.int8, device=state.sequence_buffer.device)
-    pad = torch.tensor(job.pad, dtype=torch.long, device=codes.device)
-    scores_seen: list[torch.Tensor] = []
-    logits_seen: list[torch.Tensor] = []
+    book = job.step_book(state)
     logits = state.logits
-    any_finished = False
     while True:
         hidden = recorder.decoder_hidden_states()
         premature = {i: head(hidden[i][:, -1, :]).float() for i in layers}
         contrasted = contrast(layers, premature, logits)
         ctx = job.context(state, state.sequences)
         tokens, processed = job.choose(contrasted, ctx, keep_scores=settings.output_scores)
-        if any_finished:
-            tokens = torch.where(codes == 0, tokens, pad)
-        state.rows.accept(tokens)
-        if job.on_tokens is not None:
-            job.on_tokens(tokens)
-        if settings.output_scores and processed is not None:
-            scores_seen.append(processed)
-        if settings.output_logits:
-            logits_seen.append(logits)
-        state.append(tokens)
-        fired = job.stop_codes(state.sequences)
-        if fired is not None:
-            codes = torch.where(codes == 0, fired, codes)
-            any_finished = True
-            if not bool((codes == 0).any()):
-                break
+        if book.commit(tokens, processed, logits):
+            break
         logits = job.runner.advance(state.sequences, state.attention_mask)
-    return job.output(state.sequences, codes, scores_seen, logits_seen)
+    return book.output()
 
 
 dola.Config = DolaOptions  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from logitkit.decoding import DecodingJob, GenerationOutput
-from logitkit.stopping import FINISH_REASONS
+from logitkit_builtins._beam_step import end_step, with_records
 
 NEG = -1.0e9
 
@@ -160,21 +160,13 @@ def group_beam_search(job: DecodingJob) -> GenerationOutput:
         if step_scores is not None:
             scores_seen.append(step_scores)
         input_ids = torch.cat([input_ids, current_tokens.unsqueeze(-1)], dim=-1)
-        job.runner.reorder(reorder)
-        state.rows.reorder(reorder)
-        state.rows.accept(current_tokens)
-        fired = job.stop_codes(input_ids, other_criteria)
-        if all(done):
+        ended = end_step(job, state, input_ids, reorder, current_tokens, done, other_criteria)
+        if ended is not None:
+            ended_by = ended
             break
-        if fired is not None and bool((fired != 0).all()):
-            ended_by = FINISH_REASONS[int(fired.max())]
-            break
-        state.length = input_ids.shape[-1]
         logits = job.runner.advance(input_ids, state.attention_mask)
     output = _finalize(hyps, done, input_ids, beam_scores, job, groups, group_size, ended_by)
-    output.scores = tuple(scores_seen) if settings.output_scores else None
-    output.logits = tuple(logits_seen) if settings.output_logits else None
-    return output
+    return with_records(output, job, scores_seen, logits_seen)
 
 
 def _choose(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import torch
-
 from logitkit.decoding import DecodingJob, GenerationOutput
 from logitkit_builtins.beam import beam_sample, beam_search
 from logitkit_builtins.constrained_beam import constrained_beam_search
@@ -20,37 +18,16 @@ def decode(job: DecodingJob) -> GenerationOutput:
     Finished rows keep receiving the pad token until every row is done, so the
     batch keeps its shape and every row's state advances each step.
     """
-    record_scores, record_logits = job.settings.output_scores, job.settings.output_logits
     state = job.start(expand=job.settings.num_return_sequences)
-    rows = state.sequence_buffer.shape[0]
-    codes = torch.zeros(rows, dtype=torch.int8, device=state.sequence_buffer.device)
-    pad = torch.tensor(job.pad, dtype=torch.long, device=codes.device)
-    scores_seen: list[torch.Tensor] = []
-    logits_seen: list[torch.Tensor] = []
+    book = job.step_book(state)
     logits = state.logits
-    any_finished = False
     while True:
         ctx = job.context(state, state.sequences)
-        tokens, processed = job.choose(logits, ctx, keep_scores=record_scores)
-        if any_finished:
-            tokens = torch.where(codes == 0, tokens, pad)
-        state.rows.accept(tokens)
-        if job.on_tokens is not None:
-            job.on_tokens(tokens)
-        if record_scores and processed is not None:
-            scores_seen.append(processed)
-        if record_logits:
-            logits_seen.append(logits)
-        state.append(tokens)
-        fired = job.stop_codes(state.sequences)
-        if fired is not None:
-            codes = torch.where(codes == 0, fired, codes)
-            any_finished = True
-            # The loop's one host sync, made only on steps where a criterion returned rows.
-            if not bool((codes == 0).any()):
-                break
+        tokens, processed = job.choose(logits, ctx, keep_scores=job.settings.output_scores)
+        if book.commit(tokens, processed, logits):
+            break
         logits = job.runner.advance(state.sequences, state.attention_mask)
-    return job.output(state.sequences, codes, scores_seen, logits_seen)
+    return book.output()
 
 
 def register_search_strategies(register: Callable[..., None]) -> None:

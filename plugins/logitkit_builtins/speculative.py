@@ -152,10 +152,7 @@ def speculate(job: DecodingJob, drafter: Drafter) -> GenerationOutput:
     pipe = job.pipeline
     rows = state.sequence_buffer.shape[0]
     device = state.sequence_buffer.device
-    codes = torch.zeros(rows, dtype=torch.int8, device=device)
-    pad = torch.tensor(job.pad, dtype=torch.long, device=device)
-    scores_seen: list[torch.Tensor] = []
-    logits_seen: list[torch.Tensor] = []
+    book = job.step_book(state)
     head: torch.Tensor | None = state.logits  # the target's logits after the last column, when known
     finished = False
     rounds = drafted = kept_drafts = 0
@@ -203,24 +200,12 @@ def speculate(job: DecodingJob, drafter: Drafter) -> GenerationOutput:
                 probs = torch.nn.functional.softmax(torch.stack(processed, dim=1), dim=-1)
                 verdict = _verify.sampled(probs, draft, generator)
 
-            running = codes == 0
+            running = book.running()
             n = int(verdict.accepted[running].min()) if bool(running.any()) else 0
             for i in range(n + 1):
-                tokens = torch.where(codes == 0, verdict.tokens[:, i], pad)
-                state.rows.accept(tokens)
-                if job.on_tokens is not None:
-                    job.on_tokens(tokens)
-                if settings.output_scores:
-                    scores_seen.append(processed[i])
-                if settings.output_logits:
-                    logits_seen.append(logits[:, i])
-                state.append(tokens)
-                fired = job.stop_codes(state.sequences)
-                if fired is not None:
-                    codes = torch.where(codes == 0, fired, codes)
-                    if not bool((codes == 0).any()):
-                        finished = True
-                        break
+                if book.commit(verdict.tokens[:, i], processed[i] if settings.output_scores else None, logits[:, i]):
+                    finished = True
+                    break
             # Both caches keep the columns the drafts share with the emitted tokens.
             kept = length + n
             target.crop(kept)
@@ -231,7 +216,7 @@ def speculate(job: DecodingJob, drafter: Drafter) -> GenerationOutput:
         drafter.finish()
     # The figures the bench and the tests read: how much each target pass did.
     log.debug("speculative: %d rounds, %d drafted, %d kept", rounds, drafted, kept_drafts)
-    return job.output(state.sequences, codes, scores_seen, logits_seen)
+    return book.output()
 
 
 def _assistant(job: DecodingJob, what: str) -> Any:

@@ -61,7 +61,8 @@ class MaxTime(StoppingCriterion):
     priority = 40
 
     def __init__(self, seconds: float, start: float) -> None:
-        self.deadline = start + seconds
+        self.seconds = seconds
+        self.start = start
 
     @classmethod
     def from_settings(cls, context: StopContext) -> MaxTime | None:
@@ -69,8 +70,8 @@ class MaxTime(StoppingCriterion):
         return None if seconds is None else cls(seconds, context.start_time)
 
     def check(self, sequences: torch.Tensor, step: int) -> torch.Tensor | None:
-        if time.monotonic() < self.deadline:
-            return None
+        if time.monotonic() - self.start <= self.seconds:
+            return None  # transformers' MaxTimeCriteria stops once the elapsed time is strictly longer
         return torch.ones(sequences.shape[0], dtype=torch.bool, device=sequences.device)
 
 

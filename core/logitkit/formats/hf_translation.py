@@ -30,6 +30,7 @@ from logitkit.formats.hf_processors import to_config
 from logitkit.formats.hf_search_modes import SearchModeError, ignored_fields, search_mode
 from logitkit.formats.speculative import consumed_fields, speculative_generation
 from logitkit.model_settings import from_generation_config as model_call_settings
+from logitkit.model_settings import unused_cache_options
 
 if TYPE_CHECKING:
     from transformers import GenerationConfig
@@ -115,6 +116,8 @@ def translate(
         _refuse(result, "search mode", f"{generation['search']} and {speculative['search']} cannot run together")
     elif speculative:
         generation.update(speculative)
+    for name, reason in unused_cache_options(generation):
+        conv.lose(name, reason)
     if generation:
         config["generation"] = generation
     ignored = ignored_fields(data)
@@ -141,6 +144,10 @@ def translate(
             conv.lose(name, "do_sample is false, so transformers never applies it")
         elif name not in known_fields():
             conv.lose(name, "not a GenerationConfig field logitkit knows; transformers ignores it too")
+    if gc.guidance_scale not in (None, 1) and getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        # 5.24's unconditional pass calls the model with input_ids only, which an encoder-decoder rejects.
+        _refuse(result, "guidance_scale", "classifier-free guidance runs on decoder-only models only, "
+                "as in transformers 5.24 (it fails on encoder-decoders)")
     if sampling and (gc.num_beam_groups or 1) > 1:
         _refuse(result, "do_sample", "diverse (group) beam search cannot sample, as in transformers")
     if (gc.num_beam_groups or 1) > 1:
