@@ -25,11 +25,11 @@ def v2_runner_in_use() -> bool:
 def __getattr__(name: str) -> Any:
     if name != "LogitkitProcessor":
         raise AttributeError(name)
+    # Each runner's loader rejects the other's class: resolve for the runner this process runs.
     if v2_runner_in_use():
-        raise RuntimeError(
-            "logitkit-vllm runs under vLLM's V1 model runner only for now; "
-            "start vLLM with VLLM_USE_V2_MODEL_RUNNER=0"
-        )
+        from logitkit_vllm.v2 import LogitkitLogitsProcessorV2
+
+        return LogitkitLogitsProcessorV2
     from logitkit_vllm.v1 import LogitkitLogitsProcessor
 
     return LogitkitLogitsProcessor
