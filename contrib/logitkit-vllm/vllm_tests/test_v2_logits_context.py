@@ -172,3 +172,24 @@ def test_the_entry_point_resolves_to_the_v2_class_under_model_runner_v2(monkeypa
     assert entry.LogitkitProcessor is LogitkitLogitsProcessor
     with pytest.raises(ValueError, match="not a subclass"):
         _load_v2_logitsprocs_plugins()  # the V1 class is what V2's loader refuses: hence one entry, resolved per runner
+
+
+def test_the_entry_follows_the_engine_config_of_its_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vllm.config import VllmConfig
+
+    monkeypatch.delenv("VLLM_USE_V2_MODEL_RUNNER", raising=False)  # vLLM decides (V2 by default on GPUs with Triton)
+
+    class Loader:
+        """Stands for vLLM's InputProcessor or model runner: it keeps the engine's config and loads the entry."""
+
+        def __init__(self, config: VllmConfig) -> None:
+            self.vllm_config = config
+
+        def load(self) -> Any:
+            return entry.LogitkitProcessor
+
+    config = VllmConfig()
+    assert not config.use_v2_model_runner  # on CPU: no Triton, the V1 runner
+    assert Loader(config).load() is LogitkitLogitsProcessor
+    monkeypatch.setattr(VllmConfig, "use_v2_model_runner", property(lambda self: True))  # what a GPU engine decides
+    assert Loader(config).load() is LogitkitLogitsProcessorV2

@@ -9,10 +9,10 @@ the request would be accepted and its config silently not applied.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from logitkit import ConfigError
+from logitkit_vllm.engine_config import engine_config
 from logitkit_vllm.requests import EXTRA_ARGS_KEY, server_configs
 
 SPECULATIVE_REFUSAL = (
@@ -33,21 +33,8 @@ def validate_request(sampling_params: Any) -> None:
 
 
 def speculative_decoding_in_use() -> bool:
-    """Whether the engine admitting this request decodes speculatively.
-
-    vLLM hands ``validate_params`` the request only, so the engine's config is
-    read from the caller that holds it: vLLM's ``InputProcessor`` (both runners
-    validate from its ``_validate_params``), found on the call stack.
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        owner = frame.f_locals.get("self")
-        kind = type(owner)
-        if kind.__name__ == "InputProcessor" and kind.__module__.startswith("vllm."):
-            config = getattr(owner, "vllm_config", None)
-            return getattr(config, "speculative_config", None) is not None
-        frame = frame.f_back  # type: ignore[assignment]
-    return False
+    """Whether the engine admitting this request decodes speculatively."""
+    return getattr(engine_config(), "speculative_config", None) is not None
 
 
 __all__ = ["EXTRA_ARGS_KEY", "SPECULATIVE_REFUSAL", "speculative_decoding_in_use", "validate_request"]

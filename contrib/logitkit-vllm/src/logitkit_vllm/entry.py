@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from logitkit_vllm.engine_config import engine_config
+
 
 def v2_runner_in_use() -> bool:
-    """Whether the process runs vLLM's Model Runner V2 (from the current vLLM config, else the environment)."""
-    from vllm.config import get_current_vllm_config_or_none
+    """Whether the engine loading the entry runs Model Runner V2.
 
-    config = get_current_vllm_config_or_none()
+    From the engine's config when there is one (vLLM decides there, e.g. V2 by
+    default on GPUs with Triton), else from ``VLLM_USE_V2_MODEL_RUNNER``.
+    """
+    config = engine_config()
     if config is not None:
         return bool(config.use_v2_model_runner)
     import vllm.envs as envs
