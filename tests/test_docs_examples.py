@@ -31,8 +31,9 @@ def examples(page: Path) -> list[str]:
     return [b for b in BLOCK.findall(page.read_text(encoding="utf-8")) if not re.fullmatch(r"def [^\n]*\n?", b)]
 
 
-#: Pages whose examples talk to a running vLLM engine or server: they need the vLLM venv, where
-#: contrib/logitkit-vllm/vllm_tests runs the same requests (LLM(...) and the OpenAI server), not here.
+#: Pages whose examples talk to a running vLLM engine or server: they need the vLLM venv. There,
+#: contrib/logitkit-vllm/vllm_tests/test_server.py runs this page's OpenAI-client example as written
+#: against the server it starts, and test_engine.py runs the same LLM(...) requests.
 NEEDS_VLLM = {"docs/serving-vllm.md"}
 PAGES_WITH_CODE = [p for p in PAGES if examples(p) and str(p.relative_to(ROOT)) not in NEEDS_VLLM]
 

@@ -2,18 +2,24 @@
 
 Run in the vLLM venv (contrib/logitkit-vllm/ci/build_venv.sh):
 
-    python contrib/logitkit-vllm/bench/sampler_step.py [--batch 64] [--vocab 151936] [--repeats 15] [--threads 1]
+    python contrib/logitkit-vllm/bench/sampler_step.py [--batch 64] [--vocab 151936] [--repeats 15] [--pairs 61] [--threads 1]
 
 (a) the bare sampler (temperature 1, no truncation); (b) the same with the
 logitkit processor loaded and no request using it; (c) every row running
 logitkit's temperature/top_k/top_p/min_p, vLLM sampling at temperature 1;
 (d) vLLM's own temperature/top_k/top_p. Medians per step.
+
+(b) against (a) is a question of a few percent, below the machine's swings
+from one second to the next, so it is also measured in pairs: each pair
+times (a) and (b) back to back (in alternating order, so drift cancels), and
+the median of the per-pair ratios comes with a bootstrap 95% interval.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import statistics
 import time
 
@@ -77,11 +83,37 @@ def medians_ms(sampler: Sampler, logits: torch.Tensor, cases: dict[str, Sampling
     return {name: statistics.median(t) * 1000 for name, t in times.items()}
 
 
+def paired_ratios(sampler: Sampler, logits: torch.Tensor, a: SamplingMetadata, b: SamplingMetadata, pairs: int) -> list[float]:
+    """Per pair: time(b) / time(a), the two timed back to back, the order alternating pair by pair."""
+    def once(md: SamplingMetadata) -> float:
+        scores = logits.clone()
+        start = time.perf_counter()
+        sampler(scores, md)
+        return time.perf_counter() - start
+
+    ratios = []
+    for i in range(pairs):
+        if i % 2:
+            tb, ta = once(b), once(a)
+        else:
+            ta, tb = once(a), once(b)
+        ratios.append(tb / ta)
+    return ratios
+
+
+def bootstrap_median_interval(values: list[float], draws: int = 2000) -> tuple[float, float]:
+    """A 95% interval for the median of ``values`` (percentile bootstrap, fixed seed)."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--vocab", type=int, default=151_936)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--pairs", type=int, default=61, help="paired rounds of (a) and (b)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     if args.threads:
@@ -101,6 +133,13 @@ def main() -> None:
     print(f"batch {b}, vocab {args.vocab}, median of {args.repeats} interleaved rounds, torch threads {torch.get_num_threads()}")
     for name, ms in results.items():
         print(f"{name:36s} {ms:9.2f} ms  {ms / bare:6.2f}x bare")
+    ratios = paired_ratios(sampler, logits, cases["(a) vLLM bare sampler"], cases["(b) logitkit loaded, unused"], args.pairs)
+    low, high = bootstrap_median_interval(ratios)
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    print(
+        f"(b) / (a) in {args.pairs} pairs: median {statistics.median(ratios):.4f}, 95% interval {low:.4f}-{high:.4f}, "
+        f"quartiles {q1:.4f}-{q3:.4f}"
+    )
     unused = loaded_processor(b, None)
     start = time.perf_counter()
     for _ in range(1000):

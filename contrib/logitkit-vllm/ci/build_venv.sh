@@ -16,7 +16,8 @@ link_checkout() {
     for plugin in "$REPO"/contrib/*/; do
         args+=(-e "$plugin")
     done
-    python -m pip install --quiet --no-deps "${args[@]}"
+    # The venv's own python, not whatever `python` is on PATH (a moved venv's activate points elsewhere).
+    "$VENV/bin/python" -m pip install --quiet --no-deps "${args[@]}"
 }
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$PINS" ]]; then

@@ -75,6 +75,12 @@ def test_stateful_processors_that_cannot_follow_rows_are_refused() -> None:
     assert any("cannot follow vLLM's rows" in line for line in lines)
 
 
+def test_processors_needing_what_vllm_does_not_hand_over_are_refused() -> None:
+    # json_schema would otherwise fail inside the engine's step, on the first row that uses it.
+    lines = problems(RequestConfigs(ServerPolicy()), {"processors": [{"name": "json_schema", "json_schema": {"type": "string"}}]})
+    assert lines == ["extra_args.logitkit: processors[0]: 'json_schema' needs the tokenizer, which logitkit-vllm does not hand to processors"]
+
+
 def test_allow_list_from_env_and_settings_file(tmp_path: Path) -> None:
     settings = tmp_path / "vllm.yaml"
     settings.write_text("allow: [temperature, top_k, chat]\ndefault: {processors: [{repetition_penalty: 1.2}]}\n")

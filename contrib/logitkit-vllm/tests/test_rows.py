@@ -108,3 +108,16 @@ def test_identical_configs_share_one_state() -> None:
     rows.add(4, configs.plan({"logitkit": "chat"}), [1], [], None)
     assert rows.tracked == 5
     assert sorted(g.state.rows for g in rows._groups.values()) == [1, 4]
+
+
+def test_row_of_maps_tracked_indices_to_rows_of_the_step() -> None:
+    # Model Runner V2 tracks slots and reorders rows: tracked slots 5 and 2 sit at rows 0 and 1 this step.
+    configs = RequestConfigs(ServerPolicy())
+    plan = configs.plan({"logitkit": {"processors": [{"repetition_penalty": 2.0}]}})
+    rows = ConfigRows()
+    rows.add(5, plan, [1, 2], [], None)
+    rows.add(2, plan, [3], [], None)
+    logits = torch.ones(2, 8)
+    out = rows.apply(logits.clone(), {5: 0, 2: 1})
+    assert out[0, 1] == 0.5 and out[0, 2] == 0.5 and out[0, 3] == 1.0  # slot 5's prompt tokens 1, 2 penalized
+    assert out[1, 3] == 0.5 and out[1, 1] == 1.0  # slot 2's prompt token 3 only

@@ -1,9 +1,13 @@
-"""The OpenAI server with logitkit configs through vllm_xargs: a good one works, a bad one is an HTTP 400."""
+"""The OpenAI server with logitkit configs through vllm_xargs: a good one works, a bad one is an HTTP 400.
+
+The "Serving with vLLM" page's OpenAI-client example runs here too, as written, against this server.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -18,6 +22,9 @@ import pytest
 from vllm_helpers import DEMO_MODEL, greedy_reference
 
 PROMPT = [17, 230, 41, 902, 5]
+DOCS_PAGE = Path(__file__).resolve().parents[3] / "docs" / "serving-vllm.md"
+#: Where the page's client example sends its requests (the page's server command's port).
+DOCS_URL = "http://127.0.0.1:8000/v1"
 CONFIG = {"processors": [{"repetition_penalty": 1.6}, {"no_repeat_ngram_size": 2}]}
 
 
@@ -102,3 +109,23 @@ def test_vllm_xargs_config_bad_config_then_serving_again(server: str, demo_model
     status, again = complete(server, {"logitkit": "combined"})
     assert status == 200, again
     assert len(again["choices"][0]["token_ids"]) == 16
+
+
+def docs_client_example() -> str:
+    blocks = re.findall(r"```python\n(.*?)```", DOCS_PAGE.read_text(encoding="utf-8"), re.DOTALL)
+    [example] = [b for b in blocks if "from openai import OpenAI" in b]
+    assert example.count(DOCS_URL) == 1, "the example's server address changed: update DOCS_URL"
+    return example
+
+
+def test_the_docs_client_example_runs_as_written(server: str) -> None:
+    # Only the address differs: this server listens on a free port, not the page's 8000.
+    code = docs_client_example().replace(DOCS_URL, f"{server}/v1")
+    printed: list[tuple[Any, ...]] = []
+    namespace: dict[str, Any] = {"MODEL": DEMO_MODEL, "print": lambda *args: printed.append(args)}
+    exec(compile(code, f"{DOCS_PAGE.name} (OpenAI client example)", "exec"), namespace)
+    assert [args[0] for args in printed] == [None, {"logitkit": namespace["config"]}, {"logitkit": "combined"}]
+    texts = [args[1] for args in printed]
+    assert all(text not in ("''", '""') for text in texts), texts
+    # What the page says of them: the second differs from plain greedy; the third (a truncation preset) does not.
+    assert texts[1] != texts[0] and texts[2] == texts[0], texts

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from logitkit_vllm.engine_config import engine_config
+
 
 def v2_runner_in_use() -> bool:
-    """Whether the process runs vLLM's Model Runner V2 (from the current vLLM config, else the environment)."""
-    from vllm.config import get_current_vllm_config_or_none
+    """Whether the engine loading the entry runs Model Runner V2.
 
-    config = get_current_vllm_config_or_none()
+    From the engine's config when there is one (vLLM decides there, e.g. V2 by
+    default on GPUs with Triton), else from ``VLLM_USE_V2_MODEL_RUNNER``.
+    """
+    config = engine_config()
     if config is not None:
         return bool(config.use_v2_model_runner)
     import vllm.envs as envs
@@ -25,11 +29,11 @@ def v2_runner_in_use() -> bool:
 def __getattr__(name: str) -> Any:
     if name != "LogitkitProcessor":
         raise AttributeError(name)
+    # Each runner's loader rejects the other's class: resolve for the runner this process runs.
     if v2_runner_in_use():
-        raise RuntimeError(
-            "logitkit-vllm runs under vLLM's V1 model runner only for now; "
-            "start vLLM with VLLM_USE_V2_MODEL_RUNNER=0"
-        )
+        from logitkit_vllm.v2 import LogitkitLogitsProcessorV2
+
+        return LogitkitLogitsProcessorV2
     from logitkit_vllm.v1 import LogitkitLogitsProcessor
 
     return LogitkitLogitsProcessor

@@ -36,6 +36,11 @@ ALLOW_ENV = "LOGITKIT_VLLM_ALLOW"
 DEFAULT_ENV = "LOGITKIT_VLLM_DEFAULT"
 SETTINGS_ENV = "LOGITKIT_VLLM_SETTINGS"
 
+#: What the rows' processors get from vLLM: the token history (the prompt stands in for encoder input).
+#: A processor that needs anything else (a tokenizer, the model) is refused at admission,
+#: rather than failing inside the engine's step.
+PROVIDED_NEEDS = frozenset({"input_ids", "encoder_input_ids"})
+
 #: What a request sets instead of each ``generation:`` field.
 GENERATION_INSTEAD = {
     "max_new_tokens": "the request's max_tokens",
@@ -128,6 +133,9 @@ def _section_problems(resolved: ResolvedConfig, source: str) -> list[Problem]:
     for spec in resolved.processors:
         if not spec.cls.follows_rows:
             problems.append(Problem(source, f"processors[{spec.position}]", f"{spec.name!r} cannot follow vLLM's rows (its state is per batch)"))
+            continue
+        for need in sorted(spec.cls.needs - PROVIDED_NEEDS):
+            problems.append(Problem(source, f"processors[{spec.position}]", f"{spec.name!r} needs the {need}, which logitkit-vllm does not hand to processors"))
     return problems
 
 

@@ -15,6 +15,7 @@ Nothing here imports vLLM: the same class serves any engine that numbers rows.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -98,13 +99,18 @@ class ConfigRows:
 
     # -- each step ---------------------------------------------------------------------
 
-    def apply(self, logits: torch.Tensor) -> torch.Tensor:
-        """Each config's processors on its rows of ``logits`` ([batch, vocab]), in place."""
+    def apply(self, logits: torch.Tensor, row_of: Mapping[int, int] | None = None) -> torch.Tensor:
+        """Each config's processors on its rows of ``logits`` ([batch, vocab]), in place.
+
+        ``row_of`` maps a tracked index to its row of ``logits`` when the two differ
+        (Model Runner V2 tracks request slots and reorders rows each step).
+        """
         if not self._groups:
             return logits
         for group in list(self._groups.values()):
             self._catch_up(group)
-            index = torch.tensor(group.indices, dtype=torch.int64, device=logits.device)
+            at = group.indices if row_of is None else [row_of[i] for i in group.indices]
+            index = torch.tensor(at, dtype=torch.int64, device=logits.device)
             histories = [row.prompt + row.output[: row.accepted] for row in group.rows]
             scores = group.state.process(_right_aligned(histories, self.device), logits.index_select(0, index))
             if group.plan.greedy:

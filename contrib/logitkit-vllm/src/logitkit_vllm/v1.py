@@ -8,7 +8,7 @@ import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDirectionality
 
-from logitkit import ConfigError
+from logitkit_vllm.admission import validate_request
 from logitkit_vllm.requests import server_configs
 from logitkit_vllm.rows import ConfigRows
 
@@ -26,10 +26,7 @@ class LogitkitLogitsProcessor(LogitsProcessor):
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:
         # At admission: a bad config is refused before the request reaches a batch (HTTP 400 online).
-        try:
-            server_configs().plan(sampling_params.extra_args)
-        except ConfigError as exc:
-            raise ValueError(f"logitkit config refused:\n{exc}") from None
+        validate_request(sampling_params)
 
     def is_argmax_invariant(self) -> bool:
         # Penalties, bans and forcing change the best token: greedy requests need the call too.
