@@ -126,6 +126,19 @@ class BatchState:
         state: RowState | None = self._states.get(id(element))
         return state
 
+    def complete_rows(self) -> torch.Tensor | None:
+        """Bool ``[rows]``: rows some processor reports complete (``Processor.complete_rows``); None if none reports."""
+        complete: torch.Tensor | None = None
+        for element in self._elements:
+            state = self._states.get(id(element))
+            if state is None or not isinstance(element, Processor):
+                continue
+            rows = call_named("processor", element, None, element.complete_rows, state)
+            if rows is not None:
+                rows = torch.as_tensor(rows, dtype=torch.bool).reshape(-1)
+                complete = rows if complete is None else complete | rows.to(complete.device)
+        return complete
+
     def seeds_or_none(self) -> torch.Tensor | None:
         """Per-row seeds for the step context; None when no row was given one."""
         return self.seeds if bool((self.seeds >= 0).any()) else None

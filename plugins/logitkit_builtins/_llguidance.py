@@ -147,6 +147,11 @@ class RowMatcher:
         if not matcher.is_stopped() and not matcher.is_error():
             matcher.consume_token(token)
 
+    def complete(self) -> bool:
+        """The output so far derives from the grammar in full: the row may end here."""
+        m = self.matcher
+        return m is not None and not m.is_error() and bool(m.is_accepting())
+
     def fork(self) -> RowMatcher:
         copy = self.matcher.deep_copy() if self.matcher is not None else None
         return RowMatcher(self.grammar, copy, list(self.pending))

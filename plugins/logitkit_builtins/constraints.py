@@ -4,7 +4,8 @@ They run at the ``constraint`` stage, after the logits stage and before
 temperature, so truncation and selection only ever choose among tokens the
 constraint allows. Each row's parser is row state: it follows the row through
 batches, beam forks and continuous batching. eos is allowed only where the
-grammar can end, and once it is complete only eos is.
+grammar can end, and once it is complete only eos is. A row that ends with
+eos where its grammar is complete finishes with the ``constraint`` reason.
 """
 
 from __future__ import annotations
@@ -106,6 +107,10 @@ class ConstraintProcessor(Processor):
 
     def clone_row(self, item: Any) -> Any:
         return item.fork()
+
+    def complete_rows(self, state: RowState) -> torch.Tensor | None:
+        # The grammar can end here: eos now finishes the row with the ``constraint`` reason.
+        return torch.tensor([parser.complete() for parser in state["parser"]], dtype=torch.bool)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         state = ctx.row_state(self)

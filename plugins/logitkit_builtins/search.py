@@ -34,6 +34,8 @@ def decode(job: DecodingJob) -> GenerationOutput:
         tokens, processed = job.choose(logits, ctx, keep_scores=record_scores)
         if any_finished:
             tokens = torch.where(codes == 0, tokens, pad)
+        # Asked before accept, as beam search must: may each row end here?
+        complete = state.rows.complete_rows()
         state.rows.accept(tokens)
         if job.on_tokens is not None:
             job.on_tokens(tokens)
@@ -42,7 +44,7 @@ def decode(job: DecodingJob) -> GenerationOutput:
         if record_logits:
             logits_seen.append(logits)
         state.append(tokens)
-        fired = job.stop_codes(state.sequences)
+        fired = job.stop_codes(state.sequences, complete=complete)
         if fired is not None:
             codes = torch.where(codes == 0, fired, codes)
             any_finished = True
