@@ -169,17 +169,40 @@ def executor() -> LLExecutor:
         return _executor
 
 
+def token_bitmask(matchers: Sequence[LLMatcher], tokenizer: LLTokenizer) -> torch.Tensor:
+    """int32 ``[rows, ceil(tokenizer vocab / 32)]``: bit ``t % 32`` of word ``t // 32`` says token ``t`` is allowed.
+
+    The masks of the whole batch are filled in one llguidance call (its thread
+    pool), never row by row in Python.
+    """
+    bitmask = allocate_token_bitmask(len(matchers), int(tokenizer.vocab_size))
+    fill_next_token_bitmask_par(executor(), [(m, i) for i, m in enumerate(matchers)], bitmask)
+    return bitmask
+
+
 def allowed_tokens(matchers: Sequence[LLMatcher], tokenizer: LLTokenizer, vocab: int) -> torch.Tensor:
     """Bool ``[rows, min(tokenizer vocab, vocab)]``: the tokens each matcher allows next.
 
-    The masks of the whole batch are filled in one llguidance call (its thread
-    pool), never row by row in Python. Columns past the result (a model's
-    padded embedding rows) are never allowed.
+    Columns past the result (a model's padded embedding rows) are never allowed.
     """
     rows, own = len(matchers), int(tokenizer.vocab_size)
-    bitmask = allocate_token_bitmask(rows, own)
-    fill_next_token_bitmask_par(executor(), [(m, i) for i, m in enumerate(matchers)], bitmask)
+    bitmask = token_bitmask(matchers, tokenizer)
     return ((bitmask.unsqueeze(-1) >> _BITS) & 1).reshape(rows, -1)[:, : min(own, vocab)].bool()
+
+
+def allowed_ids(matchers: Sequence[LLMatcher], tokenizer: LLTokenizer, ids: torch.Tensor) -> torch.Tensor:
+    """Bool, shaped like ``ids`` ([rows, m] token ids): whether each row's matcher allows each id next.
+
+    Reads only the bits of the given ids, so a candidate view is masked without
+    unpacking the whole vocabulary; ids past the tokenizer's vocabulary are never allowed.
+    """
+    own = int(tokenizer.vocab_size)
+    bitmask = token_bitmask(matchers, tokenizer)
+    ids = ids.to(torch.int64).cpu()
+    inside = ids < own
+    safe = torch.where(inside, ids, 0)
+    words = bitmask.gather(1, safe >> 5)
+    return (((words >> (safe & 31).to(torch.int32)) & 1).bool() & inside)
 
 
 def constrain(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
