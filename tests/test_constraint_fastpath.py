@@ -77,7 +77,7 @@ def test_the_view_path_picks_exactly_the_dense_paths_tokens(
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("densified on the fast path")
 
-    monkeypatch.setattr(backend, "allowed_tokens", refuse)
+    monkeypatch.setattr(backend, "masked_scores", refuse)
     monkeypatch.setattr(fastpath.CandidateView, "densify", refuse)
     fused = sample(pipe, rows=6, seed=11, text=text)
     assert torch.equal(fused.sequences, dense.sequences)

@@ -27,7 +27,6 @@ from logitkit import (
 )
 from logitkit.fastpath import CandidateView
 from logitkit_builtins import _llguidance as backend
-from logitkit_builtins._tokens import NEG_INF
 
 
 class JsonSchemaConfig(ProcessorConfig):
@@ -138,10 +137,8 @@ class ConstraintProcessor(Processor):
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         matchers, tokenizer = self._matchers(ctx)
-        allowed = backend.allowed_tokens(matchers, tokenizer, scores.shape[-1])
-        out = backend.constrain(scores, allowed)
-        # Only the allowed columns can be alive: check those, not the whole vocabulary.
-        self._refuse_empty(~(out[:, : allowed.shape[1]] > NEG_INF).any(dim=-1))
+        out, empty = backend.masked_scores(scores, backend.token_bitmask(matchers, tokenizer))
+        self._refuse_empty(empty)
         return out
 
     # -- the fast path: behind a truncation, mask the candidate view, never the whole vocabulary --
