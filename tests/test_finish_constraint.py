@@ -14,6 +14,7 @@ import torch
 import logitkit
 from logitkit import NewRows, Pipeline, Processor, RowState, StepContext
 from logitkit.batch import generated_tokens
+from logitkit.contract_checks import ProcessorContractError
 from logitkit.demo import load_codec, load_model
 from logitkit_builtins.selection import Greedy
 
@@ -80,6 +81,18 @@ def test_any_processor_can_report_its_row_complete_through_the_state(reports: bo
     out = logitkit.generate(model(), prompt(2), pipe, eos_token_id=EOS, max_new_tokens=8)
     assert out.new_tokens.shape[1] == EndsAfter.n + 1
     assert out.finish_reasons == [reason, reason]
+
+
+class WrongLength(EndsAfter):
+    name = "wrong_length"
+
+    def complete_rows(self, state: RowState) -> torch.Tensor | None:
+        return torch.ones(state["count"].shape[0] + 1, dtype=torch.bool)
+
+
+def test_complete_rows_of_the_wrong_length_is_an_error_naming_the_processor() -> None:
+    with pytest.raises(ProcessorContractError, match="wrong_length"):
+        logitkit.generate(model(), prompt(2), Pipeline([WrongLength(True)], Greedy()), eos_token_id=EOS, max_new_tokens=4)
 
 
 def test_a_complete_regex_finishes_with_the_constraint_reason_in_decode() -> None:

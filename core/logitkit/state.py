@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from logitkit.contract_checks import call_named
+from logitkit.contract_checks import ProcessorContractError, call_named
 from logitkit.processor import NewRows, Processor, RowState, Selector, StepContext
 
 if TYPE_CHECKING:
@@ -136,6 +136,10 @@ class BatchState:
             rows = call_named("processor", element, None, element.complete_rows, state)
             if rows is not None:
                 rows = torch.as_tensor(rows, dtype=torch.bool).reshape(-1)
+                if rows.shape[0] != self.rows:
+                    raise ProcessorContractError(
+                        f"processor {element.name!r}: complete_rows returned {rows.shape[0]} rows for {self.rows}"
+                    )
                 complete = rows if complete is None else complete | rows.to(complete.device)
         return complete
 

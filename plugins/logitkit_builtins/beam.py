@@ -126,7 +126,7 @@ def beam_search(job: DecodingJob, sample: bool = False) -> GenerationOutput:
         # Candidates inherit their source beam's completeness (row state before this step's tokens).
         complete = state.rows.complete_rows()
         if complete is not None:
-            complete = complete[(source_beam + batch_offset).reshape(-1)]
+            complete = complete.to(device)[(source_beam + batch_offset).reshape(-1)]
         codes = job.stop_codes(candidates, complete=complete)
         if codes is None:
             codes = torch.zeros(batch * beams_to_keep, dtype=torch.int8, device=device)
