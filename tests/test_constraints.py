@@ -112,6 +112,45 @@ def test_hot_sampling_after_the_constraint_stays_valid(schema: dict[str, Any], p
             assert re.fullmatch(pattern, text), (pattern, text)
 
 
+def beam_texts(processor: dict[str, Any], max_new_tokens: int) -> list[str | None]:
+    """Each returned beam's text when it finished with the ``constraint`` reason, else None."""
+    pipe = Pipeline.from_config({"processors": [processor]}, tokenizer=codec().tokenizer)
+    ids = prompt()
+    out = logitkit.generate(model(), ids, pipe, max_new_tokens=max_new_tokens, eos_token_id=EOS,
+                            num_beams=2, num_return_sequences=2)  # fmt: skip
+    rows = out.sequences[:, ids.shape[1] :].tolist()
+    for row, reason in zip(rows, out.finish_reasons, strict=True):
+        assert (reason == "constraint") == (EOS in row), (reason, row)
+    return [completed(row) for row in rows]
+
+
+BEAM = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+# Short outputs keep beam search cheap: objects of one or two of the generated properties.
+small_object_schemas = st.dictionaries(names, leaf_schemas, min_size=1, max_size=2).map(
+    lambda props: {"type": "object", "properties": props, "required": sorted(props), "additionalProperties": False}
+)
+
+
+@BEAM
+@given(small_object_schemas)
+def test_beam_search_outputs_validate_against_generated_schemas(schema: dict[str, Any]) -> None:
+    texts = beam_texts({"json_schema": schema}, max_new_tokens=40)
+    assert any(t is not None for t in texts)
+    for text in texts:
+        if text is not None:
+            jsonschema.validate(json.loads(text), schema)
+
+
+@BEAM
+@given(regexes)
+def test_beam_search_outputs_match_generated_regexes(pattern: str) -> None:
+    texts = beam_texts({"regex": pattern}, max_new_tokens=24)
+    assert any(t is not None for t in texts)
+    for text in texts:
+        if text is not None:
+            assert re.fullmatch(pattern, text), (pattern, text)
+
+
 SCHEMA = {
     "type": "object",
     "properties": {"name": {"type": "string", "maxLength": 8}, "n": {"type": "integer", "minimum": 0, "maximum": 99}},

@@ -125,7 +125,7 @@ def row_seed(seed: int, line: int) -> int:
 
 def generated_tokens(new: list[int], reason: str, eos: Sequence[int], pad: int) -> list[int]:
     """A row's own tokens: up to its eos, or without the pad that filled it after it stopped."""
-    if reason == "eos":
+    if reason in ("eos", "constraint"):
         end = next(i for i, t in enumerate(new) if t in eos)
         return new[: end + 1]
     if reason != "length":

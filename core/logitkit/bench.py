@@ -246,19 +246,21 @@ CONSTRAINED_PREFIX = '{"name":"ab'
 def _json_schema(shape: Shape) -> tuple[Timed, Timed, Timed | None]:
     """The chain with a json_schema constraint against the same chain without it, per sampling step.
 
-    The parsers come from the demo tokenizer (4,096 tokens): the mask is filled
-    for its vocabulary and applied at the bench's full width.
+    The parsers use a tokenizer as wide as the bench's vocabulary (the demo
+    tokenizer grown with filler tokens, ``logitkit.bench_tokenizer``).
     """
+    from logitkit.bench_tokenizer import wide_tokenizer
     from logitkit.demo import load_codec
     from logitkit.pipeline import Pipeline
 
     codec = load_codec()
+    tokenizer = wide_tokenizer(shape.vocab)
     prefix = codec.encode(CONSTRAINED_PREFIX)[1:]  # the codec's bos is part of no output
     scores = logits(shape)
     ids = torch.cat([history(shape, 64), torch.tensor([prefix]).repeat(shape.batch, 1)], dim=1)
     chain = [{"temperature": 0.8}, {"top_k": 50}, {"top_p": 0.9}]
     seeds = torch.arange(shape.batch)
-    constrained = Pipeline.from_config([{"json_schema": CONSTRAINED_SCHEMA}, *chain], tokenizer=codec.tokenizer, seeds=seeds)
+    constrained = Pipeline.from_config([{"json_schema": CONSTRAINED_SCHEMA}, *chain], tokenizer=tokenizer, seeds=seeds)
     plain = Pipeline.from_config(chain, seeds=seeds)
     # A step without accept: every call masks the same parser positions.
     with_ctx = constrained.start(ids, steps=len(prefix)).context(ids)

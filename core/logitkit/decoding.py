@@ -26,6 +26,8 @@ from logitkit.stopping import FINISH_REASONS, StoppingCriterion, checked_stop, r
 if TYPE_CHECKING:
     from logitkit.step_book import StepBook
 
+_EOS, _CONSTRAINT = reason_code("eos"), reason_code("constraint")
+
 #: Columns past the prompt that DecodingJob.start allocates; DecodingState.reserve grows them after.
 INITIAL_STEPS = 64
 
@@ -37,7 +39,8 @@ class GenerationOutput:
     ``sequences`` holds prompt and generated tokens (for an encoder-decoder:
     the decoder sequence, starting with the decoder start token); rows are
     prompt-major, ``num_return_sequences`` consecutive rows per prompt.
-    ``finish_reasons[i]`` is one of ``eos``, ``stop_string``, ``length``,
+    ``finish_reasons[i]`` is one of ``eos``, ``constraint`` (eos where a
+    processor reported the row complete), ``stop_string``, ``length``,
     ``time``. ``scores`` (processed) and ``logits`` (raw) have one
     ``[rows, vocab]`` tensor per step when asked for; in beam search they are
     per running beam, as in transformers.
@@ -215,9 +218,16 @@ class DecodingJob:
         )
 
     def stop_codes(
-        self, sequences: torch.Tensor, criteria: list[StoppingCriterion] | None = None
+        self,
+        sequences: torch.Tensor,
+        criteria: list[StoppingCriterion] | None = None,
+        complete: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """Per row, the finish-reason code of the first criterion that fires (0: none), or None if none fired."""
+        """Per row, the finish-reason code of the first criterion that fires (0: none), or None if none fired.
+
+        ``complete`` ([rows] bool, from ``BatchState.complete_rows`` before the step's
+        tokens were accepted) turns an ``eos`` finish into ``constraint`` on those rows.
+        """
         step = int(sequences.shape[-1]) - self.prompt_length
         codes: torch.Tensor | None = None
         for criterion in list(self.criteria if criteria is None else criteria):
@@ -231,6 +241,8 @@ class DecodingJob:
                 codes = torch.where(hit, code, torch.zeros_like(code))
             else:
                 codes = torch.where((codes == 0) & hit, code, codes)
+        if codes is not None and complete is not None:
+            codes = torch.where((codes == _EOS) & complete.to(codes.device), _CONSTRAINT, codes)
         return codes
 
 

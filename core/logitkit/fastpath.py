@@ -766,11 +766,20 @@ def fused_kind(processor: Processor) -> str | None:
 
 
 def fused_runs(processors: Sequence[Processor]) -> list[tuple[int, int]]:
-    """``(start, stop)`` of each maximal run of fast-path processors holding a truncation."""
+    """``(start, stop)`` of each maximal run of fast-path processors holding a truncation.
+
+    A processor with ``fused_after_truncation = True`` (the output constraints) joins
+    a run only behind an earlier truncation of it, where the view is complete; as the
+    run's first truncation it would force a full sort, so there it runs densely.
+    """
     runs: list[tuple[int, int]] = []
     start = None
     for i, processor in enumerate([*processors, None]):
         kind = fused_kind(processor) if processor is not None else None
+        if kind is not None and getattr(processor, "fused_after_truncation", False) and not (
+            start is not None and any(fused_kind(p) == "truncate" for p in processors[start:i])
+        ):
+            kind = None
         # An edit can only open a run: the view is built from the scores it edits.
         ends = kind is None or (kind == "edit" and start is not None)
         if ends and start is not None:
@@ -836,8 +845,12 @@ def _at_least(
     return view, (None if covered.numel() == scores.shape[0] else covered)
 
 
-def rows_of(ctx: StepContext, rows: torch.Tensor) -> StepContext:
-    """The context of a subset of the batch: every per-row tensor field indexed by ``rows``."""
+def rows_of(ctx: StepContext, rows: torch.Tensor, chain: Sequence[Processor] = ()) -> StepContext:
+    """The context of a subset of the batch: every per-row tensor field indexed by ``rows``.
+
+    When a processor of ``chain`` keeps row state (an output constraint's parsers),
+    the batch state is narrowed to ``rows`` too.
+    """
     batch = ctx.batch_size
     changes: dict[str, Any] = {
         f.name: value[rows]
@@ -846,6 +859,8 @@ def rows_of(ctx: StepContext, rows: torch.Tensor) -> StepContext:
         and value.dim() > 0
         and value.shape[0] == batch
     }
+    if ctx.state is not None and any(ctx.state.row_state(p) is not None for p in chain):
+        changes["state"] = ctx.state.subset(rows)
     return dataclasses.replace(ctx, **changes)
 
 
@@ -882,7 +897,9 @@ def run_fused(
         # keep or drop differently (transformers' top_k then drops nothing): NaN rows go dense.
         with_nan = nan_rows.nonzero().flatten()
         dense_chain = head + body  # with the edit, run densely
-        done.append((with_nan, _dense_view(dense_chain, scores[with_nan], rows_of(ctx, with_nan))))
+        done.append(
+            (with_nan, _dense_view(dense_chain, scores[with_nan], rows_of(ctx, with_nan, dense_chain)))
+        )
         if with_nan.numel() == batch:
             return CandidateView.merged(done, batch)
         pending = (~nan_rows).nonzero().flatten()
@@ -893,7 +910,7 @@ def run_fused(
             continue
         view, covered = built
         rows = pending if covered is None else (covered if pending is None else pending[covered])
-        result, settled = _attempt(chain, view, ctx if rows is None else rows_of(ctx, rows))
+        result, settled = _attempt(chain, view, ctx if rows is None else rows_of(ctx, rows, chain))
         if rows is None and settled is None:
             return result.trimmed()
         everyone = torch.arange(batch, device=scores.device) if rows is None else rows

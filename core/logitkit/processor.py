@@ -310,6 +310,16 @@ class Processor:
         """A copy of one row's list item, for a row that forks (beam search); deep copy by default."""
         return copy.deepcopy(item)
 
+    def complete_rows(self, state: RowState) -> torch.Tensor | None:
+        """Bool ``[rows]``: rows whose output so far satisfies this processor, so ending them here completes it.
+
+        Asked before the step's tokens are accepted. A row that ends with eos
+        while a processor reports it complete finishes with the ``constraint``
+        reason instead of ``eos`` (a grammar that can end there, say). None (the
+        default) reports nothing.
+        """
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config!r})"
 

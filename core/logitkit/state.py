@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from logitkit.contract_checks import call_named
+from logitkit.contract_checks import ProcessorContractError, call_named
 from logitkit.processor import NewRows, Processor, RowState, Selector, StepContext
 
 if TYPE_CHECKING:
@@ -125,6 +125,23 @@ class BatchState:
     def row_state(self, element: object) -> RowState | None:
         state: RowState | None = self._states.get(id(element))
         return state
+
+    def complete_rows(self) -> torch.Tensor | None:
+        """Bool ``[rows]``: rows some processor reports complete (``Processor.complete_rows``); None if none reports."""
+        complete: torch.Tensor | None = None
+        for element in self._elements:
+            state = self._states.get(id(element))
+            if state is None or not isinstance(element, Processor):
+                continue
+            rows = call_named("processor", element, None, element.complete_rows, state)
+            if rows is not None:
+                rows = torch.as_tensor(rows, dtype=torch.bool).reshape(-1)
+                if rows.shape[0] != self.rows:
+                    raise ProcessorContractError(
+                        f"processor {element.name!r}: complete_rows returned {rows.shape[0]} rows for {self.rows}"
+                    )
+                complete = rows if complete is None else complete | rows.to(complete.device)
+        return complete
 
     def seeds_or_none(self) -> torch.Tensor | None:
         """Per-row seeds for the step context; None when no row was given one."""

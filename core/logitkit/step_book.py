@@ -45,6 +45,8 @@ class StepBook:
         job, state = self.job, self.state
         if self.any_finished:
             tokens = torch.where(self.codes == 0, tokens, self.pad)
+        # Asked before accept, as beam search must: may each row end here (a complete grammar)?
+        complete = state.rows.complete_rows()
         state.rows.accept(tokens)
         if job.on_tokens is not None:
             job.on_tokens(tokens)
@@ -53,7 +55,7 @@ class StepBook:
         if job.settings.output_logits and logits is not None:
             self.logits.append(logits)
         state.append(tokens)
-        fired = job.stop_codes(state.sequences)
+        fired = job.stop_codes(state.sequences, complete=complete)
         if fired is None:
             return False
         self.codes = torch.where(self.codes == 0, fired, self.codes)

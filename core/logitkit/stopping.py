@@ -19,7 +19,8 @@ from logitkit.settings import GenerationSettings
 log = logging.getLogger("logitkit.stopping")
 
 #: Finish reasons, in the order codes are assigned (0 means still running).
-FINISH_REASONS: tuple[str, ...] = ("running", "eos", "stop_string", "length", "time")
+#: ``constraint``: the row ended with eos where a processor reported it complete (``Processor.complete_rows``).
+FINISH_REASONS: tuple[str, ...] = ("running", "eos", "stop_string", "length", "time", "constraint")
 
 
 def reason_code(reason: str) -> int:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from llguidance import LLExecutor, LLMatcher, LLTokenizer
 from llguidance.torch import allocate_token_bitmask, fill_next_token_bitmask_par
@@ -147,6 +148,11 @@ class RowMatcher:
         if not matcher.is_stopped() and not matcher.is_error():
             matcher.consume_token(token)
 
+    def complete(self) -> bool:
+        """The output so far derives from the grammar in full: the row may end here."""
+        m = self.matcher
+        return m is not None and not m.is_error() and bool(m.is_accepting())
+
     def fork(self) -> RowMatcher:
         copy = self.matcher.deep_copy() if self.matcher is not None else None
         return RowMatcher(self.grammar, copy, list(self.pending))
@@ -164,26 +170,73 @@ def executor() -> LLExecutor:
         return _executor
 
 
-def allowed_tokens(matchers: Sequence[LLMatcher], tokenizer: LLTokenizer, vocab: int) -> torch.Tensor:
-    """Bool ``[rows, min(tokenizer vocab, vocab)]``: the tokens each matcher allows next.
+def token_bitmask(matchers: Sequence[LLMatcher], tokenizer: LLTokenizer) -> torch.Tensor:
+    """int32 ``[rows, ceil(tokenizer vocab / 32)]``: bit ``t % 32`` of word ``t // 32`` says token ``t`` is allowed.
 
     The masks of the whole batch are filled in one llguidance call (its thread
-    pool), never row by row in Python. Columns past the result (a model's
-    padded embedding rows) are never allowed.
+    pool), never row by row in Python.
     """
-    rows, own = len(matchers), int(tokenizer.vocab_size)
-    bitmask = allocate_token_bitmask(rows, own)
+    bitmask = allocate_token_bitmask(len(matchers), int(tokenizer.vocab_size))
     fill_next_token_bitmask_par(executor(), [(m, i) for i, m in enumerate(matchers)], bitmask)
-    return ((bitmask.unsqueeze(-1) >> _BITS) & 1).reshape(rows, -1)[:, : min(own, vocab)].bool()
+    return bitmask
 
 
-def constrain(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """``scores`` with every token outside ``allowed`` ([rows, <= vocab]) at -inf, out of place."""
-    own = allowed.shape[1]
-    kept = scores[:, :own].masked_fill(~allowed.to(scores.device), float("-inf"))
-    if own == scores.shape[1]:
-        return kept
-    return torch.cat([kept, scores.new_full((scores.shape[0], scores.shape[1] - own), float("-inf"))], dim=1)
+def allowed_ids(matchers: Sequence[LLMatcher], tokenizer: LLTokenizer, ids: torch.Tensor) -> torch.Tensor:
+    """Bool, shaped like ``ids`` ([rows, m] token ids): whether each row's matcher allows each id next.
+
+    Reads only the bits of the given ids, so a candidate view is masked without
+    unpacking the whole vocabulary; ids past the tokenizer's vocabulary are never allowed.
+    """
+    own = int(tokenizer.vocab_size)
+    bitmask = token_bitmask(matchers, tokenizer)
+    ids = ids.to(torch.int64).cpu()
+    inside = ids < own
+    safe = torch.where(inside, ids, 0)
+    words = bitmask.gather(1, safe >> 5)
+    return (((words >> (safe & 31).to(torch.int32)) & 1).bool() & inside)
+
+
+def _listed(words: np.ndarray, pick: np.ndarray, bit: int, own: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, ids)`` of the tokens below ``own`` whose bit is ``bit``, in the words where ``pick`` is True.
+
+    numpy on the (host) bitmask: these few small steps cost half as much as in torch.
+    """
+    rows, word = np.nonzero(pick)
+    bits = np.unpackbits(words[rows, word].view(np.uint8).reshape(-1, 4), axis=1, bitorder="little")
+    ids = word[:, None] * 32 + np.arange(32)
+    chosen = (bits == bit) & (ids < own)
+    return np.broadcast_to(rows[:, None], ids.shape)[chosen], ids[chosen]
+
+
+def masked_scores(scores: torch.Tensor, bitmask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scores`` with every token ``bitmask`` forbids at -inf, out of place, and the rows left empty ([rows] bool).
+
+    The work follows the smaller side, never the whole bitmask unpacked: where
+    most tokens are allowed (inside a JSON string) the scores are copied and
+    the few forbidden ones written; where few are (between JSON tokens) only
+    those are copied into a -inf row. Columns past the bitmask (a model's
+    padded embedding rows) are -inf. A NaN score that is allowed stays NaN.
+    """
+    batch, width = scores.shape
+    own = min(bitmask.shape[1] * 32, width)
+    # llguidance's bitmask lives on the host; only the token lists go to the scores' device.
+    words = bitmask[:, : (own + 31) // 32].cpu().numpy()
+    partial = words != -1  # a word with a forbidden token
+    some = words != 0  # a word with an allowed token
+    device = scores.device
+    if np.count_nonzero(partial) <= np.count_nonzero(some):
+        out = scores.clone()
+        out[:, own:] = float("-inf")
+        rows, ids = (torch.from_numpy(a).to(device) for a in _listed(words, partial, 0, own))
+        out[rows, ids] = float("-inf")
+        return out, out.amax(dim=-1) == float("-inf")
+    out = torch.full_like(scores, float("-inf"))
+    rows, ids = (torch.from_numpy(a).to(device) for a in _listed(words, some, 1, own))
+    values = scores[rows, ids]
+    out[rows, ids] = values
+    alive = torch.zeros(batch, dtype=torch.bool, device=device)
+    alive[rows[values != float("-inf")]] = True
+    return out, ~alive
 
 
 def matcher_error(matcher: LLMatcher) -> str | None:

@@ -123,7 +123,11 @@ def beam_search(job: DecodingJob, sample: bool = False) -> GenerationOutput:
 
         # Which candidates finish now, and why.
         candidates = topk_sequences[:, :, : cur_len + 1].reshape(batch * beams_to_keep, cur_len + 1)
-        codes = job.stop_codes(candidates)
+        # Candidates inherit their source beam's completeness (row state before this step's tokens).
+        complete = state.rows.complete_rows()
+        if complete is not None:
+            complete = complete.to(device)[(source_beam + batch_offset).reshape(-1)]
+        codes = job.stop_codes(candidates, complete=complete)
         if codes is None:
             codes = torch.zeros(batch * beams_to_keep, dtype=torch.int8, device=device)
         codes = codes.view(batch, beams_to_keep)

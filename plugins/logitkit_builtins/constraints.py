@@ -4,7 +4,8 @@ They run at the ``constraint`` stage, after the logits stage and before
 temperature, so truncation and selection only ever choose among tokens the
 constraint allows. Each row's parser is row state: it follows the row through
 batches, beam forks and continuous batching. eos is allowed only where the
-grammar can end, and once it is complete only eos is.
+grammar can end, and once it is complete only eos is. A row that ends with
+eos where its grammar is complete finishes with the ``constraint`` reason.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from logitkit import (
     Stage,
     StepContext,
 )
+from logitkit.fastpath import CandidateView
 from logitkit_builtins import _llguidance as backend
-from logitkit_builtins._tokens import NEG_INF
 
 
 class JsonSchemaConfig(ProcessorConfig):
@@ -107,7 +108,12 @@ class ConstraintProcessor(Processor):
     def clone_row(self, item: Any) -> Any:
         return item.fork()
 
-    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+    def complete_rows(self, state: RowState) -> torch.Tensor | None:
+        # The grammar can end here: eos now finishes the row with the ``constraint`` reason.
+        return torch.tensor([parser.complete() for parser in state["parser"]], dtype=torch.bool)
+
+    def _matchers(self, ctx: StepContext) -> tuple[list[Any], Any]:
+        """Each row's ready llguidance matcher, and the llguidance tokenizer; a broken row is an error."""
         state = ctx.row_state(self)
         if state is None:
             raise RuntimeError(f"{self.name}: no row state (run it through a pipeline)")
@@ -119,16 +125,36 @@ class ConstraintProcessor(Processor):
         if broken:
             row, why = broken[0]
             raise EmptyRowError(f"{self.name}: row {row} left the {self.kind}: {why}")
-        allowed = backend.allowed_tokens(matchers, tokenizer, scores.shape[-1])
-        out = backend.constrain(scores, allowed)
-        # Only the allowed columns can be alive: check those, not the whole vocabulary.
-        empty = ~(out[:, : allowed.shape[1]] > NEG_INF).any(dim=-1)
+        return matchers, tokenizer
+
+    def _refuse_empty(self, empty: torch.Tensor) -> None:
         if bool(empty.any()):
             rows = empty.nonzero().flatten().tolist()
             raise EmptyRowError(
                 f"{self.name}: rows {rows} have no token the {self.kind} allows left "
                 f"(processors before it removed them all)"
             )
+
+    def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+        matchers, tokenizer = self._matchers(ctx)
+        out, empty = backend.masked_scores(scores, backend.token_bitmask(matchers, tokenizer))
+        self._refuse_empty(empty)
+        return out
+
+    # -- the fast path: behind a truncation, mask the candidate view, never the whole vocabulary --
+
+    fused = "truncate"
+    # It drops tokens anywhere in the order, so a partial view proves nothing about the rest;
+    # ``fused_after_truncation`` keeps it behind a truncation, where the view is already complete.
+    needs_complete_view = True
+    fused_after_truncation = True
+
+    def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
+        matchers, tokenizer = self._matchers(ctx)
+        allowed = backend.allowed_ids(matchers, tokenizer, view.token_ids).to(view.values.device)
+        # compact: the dropped candidates move behind the kept ones, so the order stays canonical.
+        out = view.keep(allowed, compact=True)
+        self._refuse_empty(~out.alive())
         return out
 
 

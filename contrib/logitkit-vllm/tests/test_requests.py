@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from logitkit_vllm import RequestConfigs, ServerPolicy
+from logitkit_vllm import RequestConfigs, ServerPolicy, requests
 
 from logitkit import ConfigError
 
@@ -75,9 +75,13 @@ def test_stateful_processors_that_cannot_follow_rows_are_refused() -> None:
     assert any("cannot follow vLLM's rows" in line for line in lines)
 
 
-def test_processors_needing_what_vllm_does_not_hand_over_are_refused() -> None:
-    # json_schema would otherwise fail inside the engine's step, on the first row that uses it.
-    lines = problems(RequestConfigs(ServerPolicy()), {"processors": [{"name": "json_schema", "json_schema": {"type": "string"}}]})
+def test_processors_needing_what_vllm_does_not_hand_over_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = {"processors": [{"name": "json_schema", "json_schema": {"type": "string"}}]}
+    # The served model's tokenizer is handed over (logitkit_vllm.tokenizer): the constraints run.
+    assert RequestConfigs(ServerPolicy()).plan({"logitkit": config}) is not None
+    # Without it the constraint would fail inside the engine's step, on the first row that uses it.
+    monkeypatch.setattr(requests, "PROVIDED_NEEDS", frozenset({"input_ids"}))
+    lines = problems(RequestConfigs(ServerPolicy()), config)
     assert lines == ["extra_args.logitkit: processors[0]: 'json_schema' needs the tokenizer, which logitkit-vllm does not hand to processors"]
 
 

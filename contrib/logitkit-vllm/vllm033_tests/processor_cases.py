@@ -56,7 +56,10 @@ def cases() -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
         except ValueError as refusal:
             refused[name] = str(refusal)
         else:
-            runnable[name] = config
+            # The constraints run in vLLM (vllm_tests/test_structured.py, end to end), but not on
+            # these tests' random tokens, which no grammar accepts.
+            if "tokenizer" not in build_registry().processors[name].cls.needs:
+                runnable[name] = config
     return runnable, refused
 
 

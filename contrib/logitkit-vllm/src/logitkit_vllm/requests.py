@@ -39,7 +39,7 @@ SETTINGS_ENV = "LOGITKIT_VLLM_SETTINGS"
 #: What the rows' processors get from vLLM: the token history (the prompt stands in for encoder input).
 #: A processor that needs anything else (a tokenizer, the model) is refused at admission,
 #: rather than failing inside the engine's step.
-PROVIDED_NEEDS = frozenset({"input_ids", "encoder_input_ids"})
+PROVIDED_NEEDS = frozenset({"input_ids", "encoder_input_ids", "tokenizer"})  # the tokenizer: logitkit_vllm.tokenizer
 
 #: What a request sets instead of each ``generation:`` field.
 GENERATION_INSTEAD = {

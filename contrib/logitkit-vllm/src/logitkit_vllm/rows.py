@@ -15,8 +15,9 @@ Nothing here imports vLLM: the same class serves any engine that numbers rows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -49,8 +50,10 @@ class _Group:
 class ConfigRows:
     """Tracks an engine's rows by config and applies each config to its rows."""
 
-    def __init__(self, device: torch.device | str = "cpu") -> None:
+    def __init__(self, device: torch.device | str = "cpu", tokenizer: Callable[[], Any] | None = None) -> None:
         self.device = torch.device(device)
+        #: Loads the served model's tokenizer, for configs whose processors read one (the constraints).
+        self._tokenizer = tokenizer
         self._groups: dict[str, _Group] = {}
         #: batch index -> the group holding that row.
         self._where: dict[int, _Group] = {}
@@ -112,12 +115,19 @@ class ConfigRows:
             at = group.indices if row_of is None else [row_of[i] for i in group.indices]
             index = torch.tensor(at, dtype=torch.int64, device=logits.device)
             histories = [row.prompt + row.output[: row.accepted] for row in group.rows]
-            scores = group.state.process(_right_aligned(histories, self.device), logits.index_select(0, index))
+            ids = _right_aligned(histories, self.device)
+            scores = group.state.process(ids, logits.index_select(0, index), **self._context(group.plan))
             if group.plan.greedy:
                 best = scores.argmax(dim=-1, keepdim=True)
                 scores = torch.full_like(scores, NEG_INF).scatter_(-1, best, scores.gather(-1, best))
             logits.index_copy_(0, index, scores.to(logits.dtype))
         return logits
+
+    def _context(self, plan: RequestPlan) -> dict[str, Any]:
+        # Only configs that read a tokenizer pay for loading it (once, on their first step).
+        if self._tokenizer is None or not any("tokenizer" in p.needs for p in plan.pipeline.processors):
+            return {}
+        return {"tokenizer": self._tokenizer()}
 
     def _catch_up(self, group: _Group) -> None:
         """Feed every row's new output tokens to ``accept``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import TYPE_CHECKING
 
 import torch
@@ -11,6 +12,7 @@ from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor, MoveDi
 from logitkit_vllm.admission import validate_request
 from logitkit_vllm.requests import server_configs
 from logitkit_vllm.rows import ConfigRows
+from logitkit_vllm.tokenizer import served_tokenizer
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
@@ -21,7 +23,7 @@ class LogitkitLogitsProcessor(LogitsProcessor):
 
     def __init__(self, vllm_config: VllmConfig, device: torch.device, is_pin_memory: bool) -> None:
         self.configs = server_configs()
-        self.rows = ConfigRows(device)
+        self.rows = ConfigRows(device, tokenizer=cache(lambda: served_tokenizer(vllm_config)))
 
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:

@@ -14,6 +14,7 @@ and ``apply`` maps each slot to its row of this step's logits.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING
 
 import torch
@@ -26,6 +27,7 @@ from vllm.v1.worker.gpu.sample.logits_processor import (
 from logitkit_vllm.admission import validate_request
 from logitkit_vllm.requests import RequestPlan, server_configs
 from logitkit_vllm.rows import ConfigRows
+from logitkit_vllm.tokenizer import served_tokenizer
 
 if TYPE_CHECKING:
     from vllm import SamplingParams
@@ -49,7 +51,7 @@ class LogitkitLogitsProcessorV2(LogitsProcessor):
     def __init__(self, vllm_config: VllmConfig, req_states: LogitsProcRequestState) -> None:
         self.configs = server_configs()
         self.req_states = req_states
-        self.rows = ConfigRows(req_states.device)
+        self.rows = ConfigRows(req_states.device, tokenizer=cache(lambda: served_tokenizer(vllm_config)))
         self._slots: dict[int, _Slot] = {}
         #: Slots whose rows are in ``self.rows`` now.
         self._joined: set[int] = set()
