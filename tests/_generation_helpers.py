@@ -142,3 +142,19 @@ class Scripted:
             token = script[step] if step < len(script) else self.filler
             logits[row, token] = 10.0
         return logits
+
+
+@lru_cache(maxsize=1)
+def demo_model() -> Any:
+    """The shipped demo model, loaded once per test process."""
+    from logitkit.demo import load_model
+
+    return load_model()
+
+
+@lru_cache(maxsize=1)
+def demo_codec() -> Any:
+    """The demo model's tokenizer, loaded once per test process."""
+    from logitkit.demo import load_codec
+
+    return load_codec()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
 from typing import Any
 
 import jsonschema
 import pytest
 import torch
+from _generation_helpers import demo_codec as codec
+from _generation_helpers import demo_model as model
 
 import logitkit
 from logitkit import EmptyRowError, Pipeline, fastpath
-from logitkit.demo import load_codec, load_model
 from logitkit_builtins import _llguidance as backend
 
 EOS = 0
@@ -24,16 +24,6 @@ SCHEMA = {
     "additionalProperties": False,
 }
 PATTERN = r"[a-z_]{1,8}\([a-z]{0,3}\):\n"  # ends in a newline, after which eos is likely enough to survive top_k
-
-
-@cache
-def model() -> Any:
-    return load_model()
-
-
-@cache
-def codec() -> Any:
-    return load_codec()
 
 
 def pipeline(processors: list[Any], **fields: Any) -> Pipeline:

