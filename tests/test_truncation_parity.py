@@ -247,3 +247,15 @@ def test_transformers_priority_order(reg) -> None:  # type: ignore[no-untyped-de
     pipe = Pipeline.from_config({"order": "stage", "processors": [{"name": n} for n in names]})
     assert [p.name for p in pipe.processors] == names[::-1]
     assert [p.priority for p in pipe.processors] == [10, 20, 30, 40, 50, 60, 70]
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_top_p_keeps_what_transformers_keeps_on_rows_with_nan(reg, fast_path) -> None:  # type: ignore[no-untyped-def]
+    """A NaN cumulative mass is not "<= 1 - p": transformers keeps the token, and so must both paths."""
+    scores = torch.randn(3, 50, generator=torch.Generator().manual_seed(3)) * 2
+    scores[0, 5] = float("nan")
+    scores[1, :] = float("nan")
+    ids = torch.zeros(3, 1, dtype=torch.long)
+    theirs = TopPLogitsWarper(0.9)(ids, scores.clone())
+    ours = Pipeline.from_config([{"top_p": 0.9}], fast_path=fast_path)(ids, scores)
+    assert torch.equal(ours.nan_to_num(nan=7.0), theirs.nan_to_num(nan=7.0))

@@ -146,7 +146,8 @@ class TopP(TruncationProcessor):
         # the dense path, which see different widths of the row, still decide alike.)
         dtype = view.values.dtype
         tail = tail64.to(dtype)
-        keep = tail > torch.tensor(1.0 - self.config.top_p, dtype=dtype)
+        # Not ``tail > ...``: a NaN mass keeps its token, as transformers' ``<=`` removal does.
+        keep = ~(tail <= torch.tensor(1.0 - self.config.top_p, dtype=dtype))
         if self.config.min_tokens_to_keep > 1:  # the first token is always kept (all the mass is at or below it)
             keep |= view.leading(self.config.min_tokens_to_keep)
         return view.keep(keep)
