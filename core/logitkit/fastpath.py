@@ -402,7 +402,7 @@ def chunked_topk(
     if edit is None:
         best_chunks = torch.topk(maxima, m, dim=-1).indices
     else:
-        # One chunk more than read: its bound is the best any unread token can score.
+        # One lane more than read: its bound is the best any unread token can score.
         best = torch.topk(maxima, min(m + 1, chunks), dim=-1)
         best_chunks, outside = best.indices[:, :m], best.values[:, m : m + 1]
         if outside.shape[-1] == 0:
