@@ -37,6 +37,25 @@ def end_step(
     return None
 
 
+def finished_output(
+    job: DecodingJob, input_ids: torch.Tensor, chosen: list[tuple[float, torch.Tensor, str]], prompt_length: int
+) -> GenerationOutput:
+    """The search's result from its chosen ``(score, sequence, finish reason)`` per returned row.
+
+    Shorter rows are filled with pad, as 4.x's ``BeamSearchScorer.finalize`` fills them.
+    """
+    lengths = [len(seq) for _, seq, _ in chosen]
+    out = input_ids.new_full((len(chosen), min(max(lengths), job.max_length)), job.pad)
+    for i, (_, seq, _) in enumerate(chosen):
+        out[i, : len(seq)] = seq
+    return GenerationOutput(
+        sequences=out,
+        finish_reasons=[reason for _, _, reason in chosen],
+        prompt_length=prompt_length,
+        sequences_scores=torch.tensor([score for score, _, _ in chosen]),
+    )
+
+
 def with_records(
     output: GenerationOutput, job: DecodingJob, scores: list[torch.Tensor], logits: list[torch.Tensor]
 ) -> GenerationOutput:

@@ -35,7 +35,7 @@ from logitkit_builtins._beam_constraints import (
     Disjunction,
     Phrase,
 )
-from logitkit_builtins._beam_step import end_step, with_records
+from logitkit_builtins._beam_step import end_step, finished_output, with_records
 from logitkit_builtins._options import search_options
 from logitkit_builtins.group_beam import Hypotheses
 
@@ -309,16 +309,7 @@ def _finalize(
     for hyp in hyps:
         ranked = sorted(hyp.beams, key=lambda x: x[0])
         chosen.extend(ranked.pop() for _ in range(keep))
-    lengths = [len(seq) for _, seq, _ in chosen]
-    out = input_ids.new_full((len(chosen), min(max(lengths), job.max_length)), job.pad)
-    for i, (_, seq, _) in enumerate(chosen):
-        out[i, : len(seq)] = seq
-    return GenerationOutput(
-        sequences=out,
-        finish_reasons=[reason for _, _, reason in chosen],
-        prompt_length=prompt_length,
-        sequences_scores=torch.tensor([score for score, _, _ in chosen]),
-    )
+    return finished_output(job, input_ids, chosen, prompt_length)
 
 
 constrained_beam_search.Config = ConstrainedOptions  # type: ignore[attr-defined]

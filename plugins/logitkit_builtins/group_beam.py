@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import torch
 
 from logitkit.decoding import DecodingJob, GenerationOutput
-from logitkit_builtins._beam_step import end_step, with_records
+from logitkit_builtins._beam_step import end_step, finished_output, with_records
 
 NEG = -1.0e9
 
@@ -248,14 +248,4 @@ def _finalize(
         candidates = [beam for hyp in hyps[b * groups : (b + 1) * groups] for beam in hyp.beams]
         ranked = sorted(candidates, key=lambda x: x[0])
         chosen.extend(ranked.pop() for _ in range(keep))
-    lengths = [len(seq) for _, seq, _ in chosen]
-    # Shorter rows are filled with pad, as 4.x's BeamSearchScorer.finalize fills them.
-    out = input_ids.new_full((len(chosen), min(max(lengths), job.max_length)), job.pad)
-    for i, (_, seq, _) in enumerate(chosen):
-        out[i, : len(seq)] = seq
-    return GenerationOutput(
-        sequences=out,
-        finish_reasons=[reason for _, _, reason in chosen],
-        prompt_length=prompt_length,
-        sequences_scores=torch.tensor([score for score, _, _ in chosen]),
-    )
+    return finished_output(job, input_ids, chosen, prompt_length)
