@@ -388,3 +388,62 @@ def test_top_k_then_min_length_on_a_nan_row_keeps_eos_out(reg) -> None:  # type:
     ids = torch.tensor([[5, 6]])
     fused, dense = both_paths(pipe, lambda p: p.next_tokens(ids, scores))
     assert same(fused, dense) and same(dense, torch.tensor([0]))
+
+
+@pytest.mark.parametrize(
+    ("batch", "vocab", "dtype"),
+    [
+        (3, 151936, torch.float32),
+        (4, 50003, torch.float32),
+        (2, 4099, torch.bfloat16),
+        (3, 7, torch.float16),
+    ],
+)
+def test_tokens_at_least_lists_what_nonzero_lists_in_its_order(
+    batch: int, vocab: int, dtype: torch.dtype
+) -> None:
+    """The lane search (read level by level, then reordered by counting) gives exactly
+    ``(scores >= threshold).nonzero()``: the same tokens, by row then column; the short
+    tail (50003 and 4099 are not multiples of the lane depth) and a vocabulary shorter
+    than one lane included."""
+    scores = random_rows(batch, vocab, 3.0, vocab).to(dtype)
+    scores[0, -3:] = scores[0].max()  # the tail reaches the threshold
+    top = scores.float().amax(dim=-1, keepdim=True)
+    for depth in (0.5, 4.0, 9.0):
+        threshold = (top - depth).to(dtype)
+        threshold[-1] = float("inf")  # a row with nothing to find
+        stats = fastpath.RowStats(scores)
+        rows, cols = fastpath.tokens_at_least(scores, threshold, stats.threshold_maxima())
+        expected = (scores >= threshold).nonzero(as_tuple=True)
+        assert torch.equal(rows, expected[0])
+        assert torch.equal(cols, expected[1])
+
+
+def test_scratch_buffers_are_per_thread_and_grow() -> None:
+    """A slot is reused on its thread (no fresh vocabulary-sized tensor per call), grows for a
+    larger batch, and another thread gets its own: a Pipeline shared by threads stays safe."""
+    import threading
+
+    from logitkit.scratch import scratch
+
+    first = scratch("test", (2, 100), torch.float32, torch.device("cpu"))
+    again = scratch("test", (1, 50), torch.float32, torch.device("cpu"))
+    assert again.data_ptr() == first.data_ptr()
+    larger = scratch("test", (4, 100), torch.float32, torch.device("cpu"))
+    assert larger.shape == (4, 100)
+    other: list[torch.Tensor] = []
+    thread = threading.Thread(
+        target=lambda: other.append(scratch("test", (4, 100), torch.float32, torch.device("cpu")))
+    )
+    thread.start()
+    thread.join()
+    assert other[0].data_ptr() != larger.data_ptr()
+    assert scratch("test", (4, 100), torch.float64, torch.device("cpu")).dtype == torch.float64
+
+
+def test_a_scratch_buffer_made_under_inference_mode_serves_calls_outside_it() -> None:
+    from logitkit.scratch import scratch
+
+    with torch.inference_mode():
+        scratch("inference", (3, 10), torch.float32, torch.device("cpu")).fill_(1.0)
+    scratch("inference", (3, 10), torch.float32, torch.device("cpu")).fill_(2.0)  # no RuntimeError

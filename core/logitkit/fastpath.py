@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from logitkit.contract_checks import apply_checked, check_tokens
+from logitkit.scratch import scratch
 
 if TYPE_CHECKING:
     from logitkit.processor import Processor, Selector, StepContext
@@ -112,8 +113,8 @@ def log_normalizer(
         top = scores.amax(dim=-1, keepdim=True)
     top = top.float()
     safe_top = finite_or_zero(top)
-    # exp_ in place on the fresh difference: one vocabulary-sized buffer, not two (page faults add up).
-    terms = minus_top(scores, safe_top).exp_()
+    # exp_ in place on the difference, in a scratch buffer: no fresh vocabulary-sized tensor.
+    terms = minus_top(scores, safe_top, "log_normalizer").exp_()
     total = positional_sum(terms) if positional else terms.sum(dim=-1).double()
     return safe_top.squeeze(-1).double() + total.log()
 
@@ -123,12 +124,18 @@ def finite_or_zero(values: torch.Tensor) -> torch.Tensor:
     return values.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def minus_top(scores: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """``scores - top`` as a fresh fp32 tensor ([batch, vocab] minus fp32 [batch, 1])."""
+def minus_top(scores: torch.Tensor, top: torch.Tensor, slot: str | None = None) -> torch.Tensor:
+    """``scores - top`` in fp32 or wider ([batch, vocab] minus fp32 [batch, 1]): a fresh tensor, or
+    this thread's ``slot`` scratch buffer (see ``logitkit.scratch``), which the caller must not keep."""
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    if slot is None or scores.requires_grad:
+        out = torch.empty(scores.shape, dtype=dtype, device=scores.device)
+    else:
+        out = scratch(slot, tuple(scores.shape), dtype, scores.device)
     if scores.dtype.itemsize < 4:
         # An fp32 copy, then in place: a mixed half - fp32 subtraction is several times slower on CPU.
-        return scores.float().sub_(top)
-    return torch.sub(scores, top)
+        return out.copy_(scores).sub_(top)
+    return torch.sub(scores, top, out=out)
 
 
 def positional_sum(terms: torch.Tensor) -> torch.Tensor:
@@ -156,7 +163,10 @@ def precise_log_normalizer(scores: torch.Tensor) -> torch.Tensor:
     ``log_normalizer``'s fp32 sum, for decisions that sit within rounding of a threshold."""
     top = scores.amax(dim=-1, keepdim=True).float()
     safe_top = finite_or_zero(top)
-    total = (scores.float() - safe_top).exp_().sum(dim=-1, dtype=torch.float64)
+    terms = minus_top(scores, safe_top, "precise").exp_()
+    # A float64 copy in scratch, then the sum: ``sum(dtype=float64)`` makes a fresh one.
+    wide = scratch("precise_float64", tuple(terms.shape), torch.float64, terms.device)
+    total = wide.copy_(terms).sum(dim=-1)
     return safe_top.squeeze(-1).double() + total.log()
 
 
@@ -218,10 +228,12 @@ class RowStats:
     def top(self) -> torch.Tensor:
         """The row's best score, [batch, 1], in the scores' dtype."""
         if self._top is None:
-            if self._maxima is not None and self._maxima.shape[-1] > 0:
-                # From the chunk maxima (the threshold search has them already): no second pass.
-                top = self._maxima.amax(dim=-1, keepdim=True)
-                whole = self._maxima.shape[-1] * CHUNK
+            if self.scores.shape[-1] >= THRESHOLD_DEPTH:
+                # From the threshold lanes' maxima, which cost about one amax pass and which the
+                # threshold search reads next: no second pass over the row.
+                maxima = self.threshold_maxima()
+                top = maxima.amax(dim=-1, keepdim=True)
+                whole = maxima.shape[-1] * THRESHOLD_DEPTH
                 if whole < self.scores.shape[-1]:
                     top = torch.maximum(top, self.scores[:, whole:].amax(dim=-1, keepdim=True))
                 self._top = top
@@ -229,10 +241,11 @@ class RowStats:
                 self._top = self.scores.amax(dim=-1, keepdim=True)
         return self._top
 
-    def chunk_maxima(self) -> torch.Tensor:
-        """Each whole chunk's best score (see ``chunk_maxima``), computed once."""
+    def threshold_maxima(self) -> torch.Tensor:
+        """The maxima of the threshold search's shallow lanes (``lane_maxima`` at
+        ``THRESHOLD_DEPTH``), computed once."""
         if self._maxima is None:
-            self._maxima = chunk_maxima(self.scores)
+            self._maxima = lane_maxima(self.scores, THRESHOLD_DEPTH)
         return self._maxima
 
     def lane_maxima(self) -> torch.Tensor:
@@ -254,7 +267,9 @@ class RowStats:
     def precise_log_normalizer(self, rows: torch.Tensor) -> torch.Tensor:
         """``precise_log_normalizer`` of the dense ``rows`` (indices): only rows near a tie need it,
         and its float64 sum costs several softmax passes per row."""
-        return precise_log_normalizer(self.scores[rows])
+        scores = self.scores
+        picked = scratch("precise_rows", (rows.shape[0], scores.shape[-1]), scores.dtype, scores.device)
+        return precise_log_normalizer(torch.index_select(scores, 0, rows, out=picked))
 
     def entropy(self) -> torch.Tensor:
         """The dense row's entropy as ``lse - E[score]``: two fp32 passes and a blocked sum, not
@@ -265,8 +280,8 @@ class RowStats:
             safe_top = finite_or_zero(top)
             # E[score - top] rather than E[score]: the differences are small where the mass is,
             # so fp32 products keep their precision.
-            below = minus_top(self.scores, safe_top)
-            weights = below.exp()
+            below = minus_top(self.scores, safe_top, "entropy")
+            weights = torch.exp(below, out=scratch("entropy_weights", tuple(below.shape), below.dtype, below.device))
             # A -inf score has weight 0; clamped, its product is 0 rather than NaN.
             below.clamp_(min=torch.finfo(torch.float32).min)
             weighted = positional_sum(below.mul_(weights))  # fp32 blocks of 32, then float64
@@ -276,15 +291,17 @@ class RowStats:
         return self._entropy
 
     def nan_rows(self, lanes: bool = False) -> torch.Tensor:
-        """Bool [batch]: rows holding a NaN, read from the chunk maxima (amax propagates NaN), or
-        from the lane maxima when those are the ones the search will read."""
-        maxima = self.lane_maxima() if lanes else self.chunk_maxima()
+        """Bool [batch]: rows holding a NaN, read from the row's best score (amax propagates NaN),
+        or from the top-k lanes' maxima when those are the ones the search will read."""
+        if not lanes:
+            return torch.isnan(self.top()).squeeze(-1)
+        maxima = self.lane_maxima()  # with an edit, raised by its values: NaN among them shows
         whole = maxima.shape[-1] * CHUNK
-        found = torch.isnan(maxima).any(dim=-1)
+        if whole == 0:
+            return torch.isnan(self.base).any(dim=-1)
+        found = torch.isnan(maxima.amax(dim=-1))
         if whole < self.base.shape[-1]:
             found |= torch.isnan(self.base[:, whole:]).any(dim=-1)
-        if self.edit is not None and not lanes:
-            found |= torch.isnan(self.edit.values).any(dim=-1)  # the lane bounds hold the edit already
         return found
 
     def rows(self, rows: torch.Tensor) -> RowStats:
@@ -301,8 +318,11 @@ class RowStats:
         return part
 
 
-#: The mass estimate reads a strided sample of about this many tokens of each row.
+#: The mass estimate reads a sample of about this many tokens of each row...
 MASS_SAMPLE = 8192
+#: ...in evenly spaced runs of this many neighbours (one cache line of fp32): single tokens at a
+#: stride touch every cache line, so the sample cost a full pass over the row (measured).
+MASS_RUN = 16
 #: Its histogram: bins of a quarter logit below the row's best score, 32 logits deep.
 MASS_BINS, MASS_BIN_WIDTH = 128, 0.25
 
@@ -310,7 +330,7 @@ MASS_BINS, MASS_BIN_WIDTH = 128, 0.25
 def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.Tensor:
     """A score per row ([batch, 1]) such that the tokens at or above it hold about ``mass`` of the row.
 
-    An estimate that reads a small part of the row: a histogram of a strided
+    An estimate that reads a small part of the row: a histogram of a
     sample's probability by distance below the best score gives the mass
     *below* each bin edge (many small tokens: the estimate's accurate side);
     the mass above is the row's exact total less that. A view built on it is
@@ -318,13 +338,17 @@ def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.
     again lower. -inf when the mass lies deeper than the histogram reaches.
     """
     batch, vocab = scores.shape
-    stride = max(1, vocab // MASS_SAMPLE)
+    period = max(MASS_RUN, vocab // (MASS_SAMPLE // MASS_RUN) // MASS_RUN * MASS_RUN)
+    runs = vocab // period
     top = stats.top().float()
-    sample = scores[:, ::stride].float().contiguous()
-    weights = (sample - top).exp_().mul_(stride).nan_to_num_(nan=0.0)
-    depth = (top - sample).mul_(
-        1.0 / MASS_BIN_WIDTH
-    )  # out of place: sample may be the input itself
+    if runs == 0:  # a vocabulary shorter than one run: read it whole
+        sample, weight = scores.float(), 1.0
+    else:
+        # A copy (flatten of a strided view), so the in-place steps below leave the scores alone.
+        sample = scores[:, : runs * period].unflatten(-1, (runs, period))[..., :MASS_RUN]  # type: ignore[no-untyped-call]
+        sample, weight = sample.flatten(1).float(), period / MASS_RUN
+    weights = (sample - top).exp_().mul_(weight).nan_to_num_(nan=0.0)
+    depth = (top - sample).mul_(1.0 / MASS_BIN_WIDTH)
     bins = depth.nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1).long()
     hist = torch.zeros(batch, MASS_BINS, device=scores.device).scatter_add_(1, bins, weights)
     below = hist.flip(-1).cumsum_(dim=-1).flip(-1)[:, 1:]  # the mass below each bin's lower edge
@@ -335,36 +359,21 @@ def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.
     return torch.where(last >= MASS_BINS - 1, torch.full_like(threshold, NEG_INF), threshold)
 
 
-#: Chunk length of the two-level searches (top-k, tokens above a threshold).
+#: Tokens per lane of the top-k search (``chunked_topk``).
 CHUNK = 32
-#: fp32 copies of half-precision rows for chunk maxima are made this many bytes at a time.
-HALF_BLOCK_BYTES = 2 << 20
+#: Tokens per lane of the threshold search (``tokens_at_least``): shallow lanes, so that few of
+#: them reach a threshold a nucleus deep. For 2,000 tokens kept of 151,936, lanes of 8 tokens
+#: read a tenth of the row, lanes of 32 a third (measured).
+THRESHOLD_DEPTH = 8
 
 
-def chunk_maxima(scores: torch.Tensor) -> torch.Tensor:
-    """The maximum of each whole chunk of ``CHUNK`` scores ([batch, vocab // CHUNK]); one cheap pass."""
-    chunks = scores.shape[-1] // CHUNK
-    body = scores[:, : chunks * CHUNK].reshape(scores.shape[0], chunks, CHUNK)
-    if scores.dtype.itemsize < 4:
-        # torch's CPU max over a short run of fp16/bf16 values is slow: through fp32 it is 4-7x
-        # cheaper (measured), and exact (the maximum is one of the values). A few rows at a time:
-        # one fp32 copy of a large batch costs 3x more than small ones the allocator reuses.
-        rows = max(1, HALF_BLOCK_BYTES // max(1, 4 * body.shape[1] * CHUNK))
-        if rows >= body.shape[0]:
-            return body.float().amax(dim=-1).to(scores.dtype)
-        parts = [body[i : i + rows].float().amax(dim=-1) for i in range(0, body.shape[0], rows)]
-        return torch.cat(parts).to(scores.dtype)
-    return body.amax(dim=-1)
-
-
-def lane_maxima(scores: torch.Tensor) -> torch.Tensor:
-    """The maximum of each lane ([batch, vocab // CHUNK]): lane j holds tokens j, j + L, j + 2L, ...
-    (L lanes, CHUNK tokens each) of the whole chunks' span. One pass, about half the cost of
-    ``chunk_maxima``: the reduction runs across rows of contiguous memory (measured)."""
-    lanes = scores.shape[-1] // CHUNK
-    body = scores[:, : lanes * CHUNK].reshape(scores.shape[0], CHUNK, lanes)
-    # Across rows of memory the half-precision max is vectorised: no fp32 copy (which costs
-    # 4x at batch 64, measured), unlike chunk_maxima's short runs.
+def lane_maxima(scores: torch.Tensor, depth: int = CHUNK) -> torch.Tensor:
+    """The maximum of each lane ([batch, vocab // depth]): lane j holds tokens j, j + L, j + 2L, ...
+    (L lanes, ``depth`` tokens each) of the whole lanes' span. One pass, about half the cost of
+    contiguous chunks' maxima: the reduction runs across rows of contiguous memory (measured),
+    and in fp16/bf16 it is vectorised too, with no fp32 copy."""
+    lanes = scores.shape[-1] // depth
+    body = scores[:, : lanes * depth].reshape(scores.shape[0], depth, lanes)
     return body.amax(dim=1)
 
 
@@ -451,23 +460,44 @@ def tokens_at_least(
     """``(rows, cols)`` of every score at or above its row's threshold, by row then column.
 
     The same as ``(scores >= threshold).nonzero()``, which on CPU costs about
-    three softmax passes; here only the chunks whose maximum reaches the
-    threshold (a small share when the threshold is near the top) are read.
+    three softmax passes; here only the lanes (``maxima``: the threshold
+    lanes' maxima) whose maximum reaches the threshold are read.
     """
-    vocab = scores.shape[-1]
-    chunks = maxima.shape[-1]
-    hit_rows, hit_chunks = (maxima >= threshold.to(maxima.dtype)).nonzero(as_tuple=True)
-    starts = (hit_rows * vocab + hit_chunks * CHUNK).unsqueeze(-1)
-    picked = scores.contiguous().take(starts + torch.arange(CHUNK, device=scores.device))
-    which, offsets = (picked >= threshold[hit_rows]).nonzero(as_tuple=True)
-    rows, cols = hit_rows[which], hit_chunks[which] * CHUNK + offsets
-    if chunks * CHUNK < vocab:  # the short last chunk is searched directly
-        tail_rows, tail_cols = (scores[:, chunks * CHUNK :] >= threshold).nonzero(as_tuple=True)
+    batch, vocab = scores.shape
+    lanes = maxima.shape[-1]
+    hit_rows, hit_lanes = (maxima >= threshold.to(maxima.dtype)).nonzero(as_tuple=True)
+    # Read level by level ([depth, hits]): nonzero then lists each level's hits by row, then lane.
+    levels = torch.arange(THRESHOLD_DEPTH, device=scores.device).unsqueeze(-1) * lanes
+    picked = scores.contiguous().take(levels + (hit_rows * vocab + hit_lanes))
+    level, which = (picked >= threshold[:, 0][hit_rows]).nonzero(as_tuple=True)
+    rows, cols = hit_rows[which], hit_lanes[which] + level * lanes
+    whole = lanes * THRESHOLD_DEPTH
+    if whole < vocab:  # the short tail is searched directly: a last level
+        tail_rows, tail_cols = (scores[:, whole:] >= threshold).nonzero(as_tuple=True)
         rows = torch.cat([rows, tail_rows])
-        cols = torch.cat([cols, tail_cols + chunks * CHUNK])
-        rows, order = torch.sort(rows, stable=True)  # body columns come first within a row
-        cols = cols[order]
-    return rows, cols
+        cols = torch.cat([cols, tail_cols + whole])
+        level = torch.cat([level, torch.full_like(tail_rows, THRESHOLD_DEPTH)])
+    return _level_major_to_row_major(rows, cols, level, batch)
+
+
+def _level_major_to_row_major(
+    rows: torch.Tensor, cols: torch.Tensor, level: torch.Tensor, batch: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reorder hits listed by (level, row, column) into (row, column) order, by counting, not
+    sorting (a sort of the hits costs more than the whole search): a level's columns all lie
+    above the previous level's."""
+    levels = THRESHOLD_DEPTH + 1
+    group = level * batch + rows  # non-decreasing along the list
+    sizes = torch.bincount(group, minlength=levels * batch)
+    first_in_list = sizes.cumsum(0) - sizes
+    by_row = sizes.view(levels, batch).t().flatten()  # the same groups, (row, level) order
+    first_in_output = by_row.cumsum(0) - by_row
+    rank = torch.arange(group.shape[0], device=rows.device) - first_in_list[group]
+    destination = first_in_output[rows * levels + level] + rank
+    out_rows, out_cols = torch.empty_like(rows), torch.empty_like(cols)
+    out_rows[destination] = rows
+    out_cols[destination] = cols
+    return out_rows, out_cols
 
 
 def _stand_in_for_unread(values: torch.Tensor, outside: torch.Tensor) -> torch.Tensor:
@@ -572,7 +602,7 @@ class CandidateView:
         # A row without a finite threshold is left out (+inf finds nothing) rather than read whole.
         search = torch.where(torch.isfinite(threshold), threshold, float("inf"))
         stats = stats or RowStats(scores)
-        rows, cols = tokens_at_least(scores, search, stats.chunk_maxima())
+        rows, cols = tokens_at_least(scores, search, stats.threshold_maxima())
         counts = torch.bincount(rows, minlength=batch)
         fits = (counts < vocab * FULL_SORT_FRACTION) & (counts > 0)
         covered = fits.nonzero().flatten()
@@ -588,7 +618,7 @@ class CandidateView:
             stats = stats.rows(covered) if stats is not None else None
         width = int(counts.max()) + 1
         starts = counts.cumsum(0) - counts
-        # nonzero lists ids ascending; filling each row from its end leaves them descending,
+        # Ids ascend within a row; filling each row from its end leaves them descending,
         # so one stable sort by score gives the canonical order.
         slots = (counts - 1)[rows] - (
             torch.arange(rows.shape[0], device=scores.device) - starts[rows]
@@ -596,7 +626,7 @@ class CandidateView:
         values = torch.full(
             (scores.shape[0], width), NEG_INF, dtype=scores.dtype, device=scores.device
         )
-        values[rows, slots] = scores[rows, cols]
+        values[rows, slots] = scores.contiguous().take(rows * vocab + cols)
         ids = cols[starts].unsqueeze(-1).repeat(1, width)
         ids[rows, slots] = cols
         values, by_value = torch.sort(values, dim=-1, descending=True, stable=True)
