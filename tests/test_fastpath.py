@@ -447,3 +447,116 @@ def test_a_scratch_buffer_made_under_inference_mode_serves_calls_outside_it() ->
     with torch.inference_mode():
         scratch("inference", (3, 10), torch.float32, torch.device("cpu")).fill_(1.0)
     scratch("inference", (3, 10), torch.float32, torch.device("cpu")).fill_(2.0)  # no RuntimeError
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_a_folded_divisor_gives_the_statistics_of_the_divided_row_bit_for_bit(
+    dtype: torch.dtype,
+) -> None:
+    """Temperature folded into the row statistics (never made dense) reads what the dense division
+    gives: the maxima, the best score, the normalisers, the threshold view."""
+    scores = random_rows(5, 50003, 4.0, 3).to(dtype)  # 50003: a short tail after the lanes
+    scores[1, -1] = scores[1].max() + 1  # the best token in the tail
+    scores[2, 100] = float("nan")
+    for temperature in (0.7, 1.3):
+        folded = fastpath.RowStats(scores, divisor=temperature)
+        dense = fastpath.RowStats(scores / temperature)
+        for got, expected in [
+            (folded.threshold_maxima(), dense.threshold_maxima()),
+            (folded.top(), dense.top()),
+            (folded.nan_rows(), dense.nan_rows()),
+            (folded.log_normalizer(), dense.log_normalizer()),
+            (
+                folded.precise_log_normalizer(torch.tensor([0, 3])),
+                dense.precise_log_normalizer(torch.tensor([0, 3])),
+            ),
+        ]:
+            torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
+        threshold = dense.top() - 3.0
+        for built_from in (folded, dense):
+            assert built_from.folded == (built_from is folded)
+        view_folded = fastpath.CandidateView.at_least(scores, threshold, folded)
+        view_dense = fastpath.CandidateView.at_least(scores / temperature, threshold, dense)
+        assert view_folded is not None and view_dense is not None
+        assert torch.equal(view_folded[1], view_dense[1])
+        assert torch.equal(view_folded[0].values, view_dense[0].values)
+        assert torch.equal(view_folded[0].token_ids, view_dense[0].token_ids)
+        assert folded.folded, "the search must not have made the row dense"
+
+
+@pytest.mark.parametrize("temperature", [0.6, 1.0, 1.7])
+def test_temperature_ahead_of_an_uncapped_truncation_is_folded_and_matches_the_dense_path(
+    reg, temperature: float, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    scores = random_rows(6, 151936, 4.0, 8)
+    ids = torch.zeros(6, 1, dtype=torch.long)
+    made_dense: list[int] = []
+    original = fastpath.RowStats.scores.fget
+    assert original is not None
+
+    def watched(stats: fastpath.RowStats) -> torch.Tensor:
+        if stats._scores is None:
+            made_dense.append(1)
+        return original(stats)
+
+    for config in (
+        [{"temperature": temperature}, {"top_p": 0.9}],
+        [{"temperature": temperature}, {"min_p": 0.05}],
+    ):
+        pipe = pipeline(config, seeds=torch.arange(6))
+        monkeypatch.setattr(fastpath.RowStats, "scores", property(watched))
+        fused = pipe.next_tokens(ids, scores)
+        monkeypatch.undo()
+        dense = pipe.replace(fast_path=False).next_tokens(ids, scores)
+        assert torch.equal(fused, dense), config
+        assert torch.equal(pipe(ids, scores), pipe.replace(fast_path=False)(ids, scores))
+    assert not made_dense, "temperature was made dense instead of folded"
+
+
+def test_a_third_party_threshold_hint_that_reads_the_scores_sees_them_divided(reg) -> None:  # type: ignore[no-untyped-def]
+    """No fold unless the hint reads only ``stats``: a hint that reads ``scores`` gets the
+    temperature's output, as before."""
+    seen: list[torch.Tensor] = []
+
+    class ReadsScores(Processor):
+        name = "reads_scores_cut"
+        stage = Stage.TRUNCATION
+        fused = "truncate"
+
+        def fused_threshold(self, scores, stats, attempt):  # type: ignore[no-untyped-def]
+            seen.append(scores)
+            return None if attempt else scores.amax(dim=-1, keepdim=True) - 2.0
+
+        def apply_sorted(self, view, ctx):  # type: ignore[no-untyped-def]
+            return view.keep(view.values >= view.values[:, :1] - 2.0)
+
+        def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
+            return scores.masked_fill(scores < scores.amax(dim=-1, keepdim=True) - 2.0, NEG_INF)
+
+    from logitkit_builtins.temperature import Temperature
+
+    scores = random_rows(2, 5000, 3.0, 4)
+    pipe = Pipeline(
+        [Temperature(Temperature.Config(temperature=0.5)), ReadsScores()],
+        reg.selectors["greedy"].cls(),
+    )
+    fused, dense = both_paths(pipe, lambda p: p(torch.zeros(2, 1, dtype=torch.long), scores))
+    assert same(fused, dense)
+    assert seen and torch.equal(seen[0], scores / 0.5)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 0.8, 1.0, 1.4])
+def test_the_mass_bound_threshold_never_leaves_the_mass_outside(temperature: float) -> None:
+    """The lane maxima's bound: the tokens at or above it hold at least the mass asked for, in
+    every row where it is finite (float64 reference)."""
+    scores = random_rows(32, 151936, 4.0, 11) / temperature
+    scores[0] = scores[0].round()  # tie groups
+    stats = fastpath.RowStats(scores)
+    for mass in (0.5, 0.9, 0.95):
+        threshold = fastpath.mass_bound_threshold(stats, mass)
+        probs = torch.softmax(scores.double(), dim=-1)
+        held = (probs * (scores >= threshold)).sum(dim=-1)
+        finite = torch.isfinite(threshold).squeeze(-1)
+        assert bool((held[finite] >= mass * (1 - 1e-6)).all()), (mass, held[finite].min())
+        if temperature <= 1.0:
+            assert bool(finite.all()), "a nucleus this small should be bounded in every row"

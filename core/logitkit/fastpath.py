@@ -26,7 +26,12 @@ tokens survive: top_k, top_h), ``fused_threshold(scores, stats, attempt)``
 (a per-row score below which nothing survives, lower with each attempt:
 top_p's estimate of where its mass lies, min_p's, epsilon's and eta's exact
 cuts) and, for third-party processors, ``fused_span()`` (nothing further
-than that many logits below the best survives).
+than that many logits below the best survives). A ``"scale"`` processor
+that divides every score by a positive constant may say so with
+``fused_divisor()`` (temperature): ahead of a truncation without a cap whose
+hint reads the row only through ``stats`` (``fused_threshold_from_stats =
+True``, or no hint), the division is folded into the row statistics rather
+than made dense.
 
 The view is exact, not approximate:
 
@@ -96,7 +101,10 @@ SUM_BLOCK = 32
 
 
 def log_normalizer(
-    scores: torch.Tensor, top: torch.Tensor | None = None, positional: bool = True
+    scores: torch.Tensor,
+    top: torch.Tensor | None = None,
+    positional: bool = True,
+    divisor: float | None = None,
 ) -> torch.Tensor:
     """log Σ exp(scores) per row, float64 [batch]; -inf for rows with no finite score.
 
@@ -107,16 +115,45 @@ def log_normalizer(
     the dense path's fully sorted row (the same tokens, then -inf) give the
     same normaliser, bit for bit. ``positional=False`` sums the terms in fp32
     at once instead (a third of the cost), for a dense row that both paths
-    read the same way.
+    read the same way. With a ``divisor`` the row is ``scores / divisor``
+    (divided a block at a time; ``top`` must then be given, and be that row's).
     """
+    if divisor is not None and (positional or top is None):
+        raise ValueError("a divisor needs the row's top and the fp32 sum")
     if top is None:
         top = scores.amax(dim=-1, keepdim=True)
     top = top.float()
     safe_top = finite_or_zero(top)
-    # exp_ in place on the difference, in a scratch buffer: no fresh vocabulary-sized tensor.
-    terms = minus_top(scores, safe_top, "log_normalizer").exp_()
-    total = positional_sum(terms) if positional else terms.sum(dim=-1).double()
+    if positional:
+        # exp_ in place on the difference, in a scratch buffer: no fresh vocabulary-sized tensor.
+        total = positional_sum(minus_top(scores, safe_top, "log_normalizer").exp_())
+    else:
+        total = _blocked_exp_sum(scores, safe_top, divisor)
     return safe_top.squeeze(-1).double() + total.log()
+
+
+#: The fp32 terms of a dense normaliser are made this many bytes of rows at a time, so that the
+#: subtraction, exp and sum read them from cache rather than memory.
+LSE_BLOCK_BYTES = 2 << 20
+
+
+def _blocked_exp_sum(
+    scores: torch.Tensor, top: torch.Tensor, divisor: float | None = None
+) -> torch.Tensor:
+    """Σ exp(scores / divisor - top) per row (no divisor: scores - top), fp32 terms summed in
+    fp32, as float64 [batch]."""
+    batch, vocab = scores.shape
+    rows = max(1, LSE_BLOCK_BYTES // max(1, 4 * vocab))
+
+    def block(part: torch.Tensor, part_top: torch.Tensor) -> torch.Tensor:
+        if divisor is not None:
+            part = part / divisor  # a block's worth: the dense division's values, bit for bit
+        return minus_top(part, part_top, "log_normalizer").exp_().sum(dim=-1)
+
+    if rows >= batch:
+        return block(scores, top).double()
+    sums = [block(scores[i : i + rows], top[i : i + rows]) for i in range(0, batch, rows)]
+    return torch.cat(sums).double()
 
 
 def finite_or_zero(values: torch.Tensor) -> torch.Tensor:
@@ -204,13 +241,24 @@ class RowStats:
     """Statistics of a dense row, computed once and shared by every attempt on it.
 
     With an ``edit`` the row is ``edit.applied(base)``; it is made dense only
-    when something needs every score (a full sort, the normaliser).
+    when something needs every score (a full sort, the normaliser). With a
+    ``divisor`` (a temperature folded in, see ``fused_divisor``) the row is
+    ``base / divisor``: the maxima, the normaliser and every score the search
+    reads are divided as they are read, which gives the dense division's
+    values bit for bit (rounding is monotone, so the maximum of the quotients
+    is the quotient of the maximum), and the row is made dense only for a
+    full sort or the entropy.
     """
 
-    def __init__(self, scores: torch.Tensor, edit: SparseEdit | None = None) -> None:
+    def __init__(
+        self, scores: torch.Tensor, edit: SparseEdit | None = None, divisor: float | None = None
+    ) -> None:
+        if edit is not None and divisor is not None:
+            raise ValueError("a row takes an edit or a divisor, not both")
         self.base = scores
         self.edit = edit
-        self._scores: torch.Tensor | None = scores if edit is None else None
+        self.divisor = divisor
+        self._scores: torch.Tensor | None = scores if edit is None and divisor is None else None
         self._top: torch.Tensor | None = None
         self._maxima: torch.Tensor | None = None
         self._lanes: torch.Tensor | None = None
@@ -219,23 +267,37 @@ class RowStats:
 
     @property
     def scores(self) -> torch.Tensor:
-        """The row's dense scores, the edit applied."""
+        """The row's dense scores, the edit applied or the divisor divided out."""
         if self._scores is None:
-            assert self.edit is not None
-            self._scores = self.edit.applied(self.base)
+            if self.edit is not None:
+                self._scores = self.edit.applied(self.base)
+            else:
+                assert self.divisor is not None  # no edit and no divisor: _scores is base
+                self._scores = self.base / self.divisor
         return self._scores
+
+    @property
+    def folded(self) -> bool:
+        """A divisor is folded in and the row has not been made dense: read ``base`` and divide."""
+        return self.divisor is not None and self._scores is None
+
+    def divided(self, part: torch.Tensor) -> torch.Tensor:
+        """``part`` of ``base`` as the row's scores (divided by the folded divisor, if any)."""
+        return part / self.divisor if self.divisor is not None else part
 
     def top(self) -> torch.Tensor:
         """The row's best score, [batch, 1], in the scores' dtype."""
         if self._top is None:
-            if self.scores.shape[-1] >= THRESHOLD_DEPTH:
+            vocab = self.base.shape[-1]
+            if vocab >= THRESHOLD_DEPTH:
                 # From the threshold lanes' maxima, which cost about one amax pass and which the
                 # threshold search reads next: no second pass over the row.
                 maxima = self.threshold_maxima()
                 top = maxima.amax(dim=-1, keepdim=True)
                 whole = maxima.shape[-1] * THRESHOLD_DEPTH
-                if whole < self.scores.shape[-1]:
-                    top = torch.maximum(top, self.scores[:, whole:].amax(dim=-1, keepdim=True))
+                if whole < vocab:
+                    tail = self.divided(self.base[:, whole:]) if self.folded else self.scores[:, whole:]
+                    top = torch.maximum(top, tail.amax(dim=-1, keepdim=True))
                 self._top = top
             else:
                 self._top = self.scores.amax(dim=-1, keepdim=True)
@@ -245,14 +307,19 @@ class RowStats:
         """The maxima of the threshold search's shallow lanes (``lane_maxima`` at
         ``THRESHOLD_DEPTH``), computed once."""
         if self._maxima is None:
-            self._maxima = lane_maxima(self.scores, THRESHOLD_DEPTH)
+            if self.folded:
+                self._maxima = self.divided(lane_maxima(self.base, THRESHOLD_DEPTH))
+            else:
+                self._maxima = lane_maxima(self.scores, THRESHOLD_DEPTH)
         return self._maxima
 
     def lane_maxima(self) -> torch.Tensor:
         """Upper bounds of each lane's best score (see ``lane_maxima``), read without making an
         edited row dense; exact when there is no edit."""
         if self._lanes is None:
-            if self.edit is None or self._scores is not None:
+            if self.folded:
+                self._lanes = self.divided(lane_maxima(self.base))
+            elif self.edit is None or self._scores is not None:
                 self._lanes = lane_maxima(self.scores)
             else:
                 self._lanes = self.edit.raised_maxima(lane_maxima(self.base))
@@ -261,15 +328,23 @@ class RowStats:
     def log_normalizer(self) -> torch.Tensor:
         """The dense row's log-normaliser; both paths take it from here, so one fp32 sum will do."""
         if self._lse is None:
-            self._lse = log_normalizer(self.scores, self.top(), positional=False)
+            if self.folded:
+                self._lse = log_normalizer(self.base, self.top(), False, self.divisor)
+            else:
+                self._lse = log_normalizer(self.scores, self.top(), positional=False)
         return self._lse
 
     def precise_log_normalizer(self, rows: torch.Tensor) -> torch.Tensor:
         """``precise_log_normalizer`` of the dense ``rows`` (indices): only rows near a tie need it,
         and its float64 sum costs several softmax passes per row."""
-        scores = self.scores
-        picked = scratch("precise_rows", (rows.shape[0], scores.shape[-1]), scores.dtype, scores.device)
-        return precise_log_normalizer(torch.index_select(scores, 0, rows, out=picked))
+        scores = self.base if self.folded else self.scores
+        picked = scratch(
+            "precise_rows", (rows.shape[0], scores.shape[-1]), scores.dtype, scores.device
+        )
+        torch.index_select(scores, 0, rows, out=picked)
+        if self.folded and self.divisor is not None:
+            picked.div_(self.divisor)  # in place, the same rounding as the dense division
+        return precise_log_normalizer(picked)
 
     def entropy(self) -> torch.Tensor:
         """The dense row's entropy as ``lse - E[score]``: two fp32 passes and a blocked sum, not
@@ -308,6 +383,8 @@ class RowStats:
         """The statistics of a subset of rows (what is already computed carries over)."""
         if self.edit is not None and self._scores is None:
             part = RowStats(self.base[rows], self.edit.rows(rows))
+        elif self.folded:
+            part = RowStats(self.base[rows], divisor=self.divisor)
         else:
             part = RowStats(self.scores[rows])
         part._lanes = None if self._lanes is None else self._lanes[rows]
@@ -337,16 +414,18 @@ def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.
     checked like any other, and rows where the estimate fell short are tried
     again lower. -inf when the mass lies deeper than the histogram reaches.
     """
-    batch, vocab = scores.shape
+    source = stats.base if stats.folded else scores  # a folded divisor is divided as read
+    batch, vocab = source.shape
     period = max(MASS_RUN, vocab // (MASS_SAMPLE // MASS_RUN) // MASS_RUN * MASS_RUN)
     runs = vocab // period
     top = stats.top().float()
     if runs == 0:  # a vocabulary shorter than one run: read it whole
-        sample, weight = scores.float(), 1.0
+        sample, weight = source, 1.0
     else:
         # A copy (flatten of a strided view), so the in-place steps below leave the scores alone.
-        sample = scores[:, : runs * period].unflatten(-1, (runs, period))[..., :MASS_RUN]  # type: ignore[no-untyped-call]
-        sample, weight = sample.flatten(1).float(), period / MASS_RUN
+        runs_view = source[:, : runs * period].unflatten(-1, (runs, period))  # type: ignore[no-untyped-call]
+        sample, weight = runs_view[..., :MASS_RUN].flatten(1), period / MASS_RUN
+    sample = (stats.divided(sample) if stats.folded else sample).float()
     weights = (sample - top).exp_().mul_(weight).nan_to_num_(nan=0.0)
     depth = (top - sample).mul_(1.0 / MASS_BIN_WIDTH)
     bins = depth.nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1).long()
@@ -357,6 +436,39 @@ def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.
     last = (below > allowed).sum(dim=-1, keepdim=True)  # the first bin with little enough below it
     threshold = top - (last + 1).float() * MASS_BIN_WIDTH
     return torch.where(last >= MASS_BINS - 1, torch.full_like(threshold, NEG_INF), threshold)
+
+
+def mass_bound_threshold(stats: RowStats, mass: float) -> torch.Tensor:
+    """A score per row ([batch, 1]) such that the tokens at or above it surely hold ``mass`` of
+    the row, or -inf where the bound below cannot show it.
+
+    Read from the threshold lanes' maxima: each is a token of the row, so the
+    tokens at or above an edge hold at least the mass of the maxima at or
+    above it. A histogram of the maxima's probability by distance below the
+    best score gives that bound at every bin edge; the threshold is the
+    highest edge where it reaches ``mass``. Nothing is estimated, so a row's
+    nucleus never falls outside (up to rounding, which the view's check
+    catches). Where a nucleus holds most tokens of many lanes (flat rows),
+    the bound reaches ``mass`` late or not at all: those rows go to the next
+    hint.
+    """
+    maxima = stats.threshold_maxima()
+    top = stats.top().float()
+    if maxima.shape[-1] == 0:
+        return torch.full_like(top, NEG_INF)
+    # The temporaries are a few hundred KB a row: in scratch buffers, they fault no pages in.
+    shape, device = tuple(maxima.shape), maxima.device
+    weights = torch.sub(maxima, top, out=scratch("bound_weights", shape, torch.float32, device))
+    weights.exp_().nan_to_num_(nan=0.0)
+    depth = torch.sub(top, maxima, out=scratch("bound_depth", shape, torch.float32, device))
+    depth.mul_(1.0 / MASS_BIN_WIDTH).nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1)
+    bins = scratch("bound_bins", shape, torch.int64, device).copy_(depth)  # truncates, as long() does
+    hist = torch.zeros(maxima.shape[0], MASS_BINS, device=maxima.device)
+    above = hist.scatter_add_(1, bins, weights).cumsum_(dim=-1)  # bound at each bin's lower edge
+    needed = ((stats.log_normalizer().unsqueeze(-1) - top.double()).exp() * mass).float()
+    first = (above < needed).sum(dim=-1, keepdim=True)  # the first bin whose lower edge holds it
+    threshold = top - (first + 1).float() * MASS_BIN_WIDTH
+    return torch.where(first >= MASS_BINS, torch.full_like(threshold, NEG_INF), threshold)
 
 
 #: Tokens per lane of the top-k search (``chunked_topk``).
@@ -455,13 +567,17 @@ def _edit_picked(
 
 
 def tokens_at_least(
-    scores: torch.Tensor, threshold: torch.Tensor, maxima: torch.Tensor
+    scores: torch.Tensor,
+    threshold: torch.Tensor,
+    maxima: torch.Tensor,
+    divisor: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(rows, cols)`` of every score at or above its row's threshold, by row then column.
 
     The same as ``(scores >= threshold).nonzero()``, which on CPU costs about
     three softmax passes; here only the lanes (``maxima``: the threshold
-    lanes' maxima) whose maximum reaches the threshold are read.
+    lanes' maxima) whose maximum reaches the threshold are read. With a
+    ``divisor`` the row searched is ``scores / divisor`` (``maxima`` its).
     """
     batch, vocab = scores.shape
     lanes = maxima.shape[-1]
@@ -469,11 +585,14 @@ def tokens_at_least(
     # Read level by level ([depth, hits]): nonzero then lists each level's hits by row, then lane.
     levels = torch.arange(THRESHOLD_DEPTH, device=scores.device).unsqueeze(-1) * lanes
     picked = scores.contiguous().take(levels + (hit_rows * vocab + hit_lanes))
+    if divisor is not None:
+        picked = picked / divisor
     level, which = (picked >= threshold[:, 0][hit_rows]).nonzero(as_tuple=True)
     rows, cols = hit_rows[which], hit_lanes[which] + level * lanes
     whole = lanes * THRESHOLD_DEPTH
     if whole < vocab:  # the short tail is searched directly: a last level
-        tail_rows, tail_cols = (scores[:, whole:] >= threshold).nonzero(as_tuple=True)
+        tail = scores[:, whole:] if divisor is None else scores[:, whole:] / divisor
+        tail_rows, tail_cols = (tail >= threshold).nonzero(as_tuple=True)
         rows = torch.cat([rows, tail_rows])
         cols = torch.cat([cols, tail_cols + whole])
         level = torch.cat([level, torch.full_like(tail_rows, THRESHOLD_DEPTH)])
@@ -595,14 +714,16 @@ class CandidateView:
         score once dropped, which ``densify`` (a max) and sampling ignore.
         """
         if stats is not None:
-            scores = stats.scores  # an edited row is made dense here
+            # An edited row is made dense here; a folded divisor is divided as the search reads.
+            scores = stats.base if stats.folded else stats.scores
+        divisor = stats.divisor if stats is not None and stats.folded else None
         batch, vocab = scores.shape
         # Compare and place the sentinel in one dtype.
         threshold = round_down(threshold, scores.dtype)
         # A row without a finite threshold is left out (+inf finds nothing) rather than read whole.
         search = torch.where(torch.isfinite(threshold), threshold, float("inf"))
         stats = stats or RowStats(scores)
-        rows, cols = tokens_at_least(scores, search, stats.threshold_maxima())
+        rows, cols = tokens_at_least(scores, search, stats.threshold_maxima(), divisor)
         counts = torch.bincount(rows, minlength=batch)
         fits = (counts < vocab * FULL_SORT_FRACTION) & (counts > 0)
         covered = fits.nonzero().flatten()
@@ -626,7 +747,8 @@ class CandidateView:
         values = torch.full(
             (scores.shape[0], width), NEG_INF, dtype=scores.dtype, device=scores.device
         )
-        values[rows, slots] = scores.contiguous().take(rows * vocab + cols)
+        picked = scores.contiguous().take(rows * vocab + cols)
+        values[rows, slots] = picked if divisor is None else picked / divisor
         ids = cols[starts].unsqueeze(-1).repeat(1, width)
         ids[rows, slots] = cols
         values, by_value = torch.sort(values, dim=-1, descending=True, stable=True)
@@ -914,18 +1036,19 @@ def run_fused(
     head, body = list(processors[:first]), list(processors[first:])
     capped = _cap_of(body[0], vocab) is not None
     edit: SparseEdit | None = None
-    if not capped:
+    divisor = _foldable_divisor(head, body[0]) if not capped else None
+    if not capped and divisor is None:
         # The first truncation needs row statistics: apply the head (edit, scaling) densely.
         for processor in head:
             scores = processor.apply(scores, ctx)
         head = []
-    elif head and fused_kind(head[0]) == "edit":
+    elif capped and head and fused_kind(head[0]) == "edit":
         # A top-k view reads only the best chunks: the edit is written into those alone.
         edit = head[0].sparse_edit(scores, ctx)  # type: ignore[attr-defined]
     chain = head + body
-    stats = RowStats(scores, edit)
-    if edit is not None:
-        chain = chain[1:]  # the view carries the edit
+    stats = RowStats(scores, edit, divisor)
+    if edit is not None or divisor is not None:
+        chain = chain[1:]  # the view carries the edit, or the statistics the divisor
     pending: torch.Tensor | None = None  # rows still unsettled; None is all of them
     done: list[tuple[torch.Tensor, CandidateView]] = []
     nan_rows = stats.nan_rows(lanes=capped)  # the maxima the first view will read
@@ -965,6 +1088,19 @@ def run_fused(
             "candidate view of %d too small for %d rows; growing", view.width, pending.numel()
         )
     raise AssertionError("a full view always settles")
+
+
+def _foldable_divisor(head: Sequence[Processor], first: Processor) -> float | None:
+    """The divisor of a head that is one scaling processor dividing every score by a positive
+    constant (temperature: ``fused_divisor``), when the first truncation's threshold hint reads
+    the row only through its statistics (``fused_threshold_from_stats``): the statistics then
+    divide as they read, and the vocabulary-sized quotient is never made."""
+    if len(head) != 1 or not hasattr(head[0], "fused_divisor"):
+        return None
+    if hasattr(first, "fused_threshold") and not getattr(first, "fused_threshold_from_stats", False):
+        return None
+    divisor = head[0].fused_divisor()
+    return float(divisor) if divisor is not None and divisor > 0 else None
 
 
 def _dense_view(chain: Sequence[Processor], scores: torch.Tensor, ctx: StepContext) -> CandidateView:

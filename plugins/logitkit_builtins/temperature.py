@@ -35,6 +35,10 @@ class Temperature(Processor):
     def apply_sorted(self, view: CandidateView, ctx: StepContext) -> CandidateView:
         return view.rescaled(view.values / self.config.temperature)
 
+    def fused_divisor(self) -> float:
+        # ``apply`` is ``scores / T`` wherever the fast path is usable: foldable into a threshold search.
+        return self.config.temperature
+
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         t = self.config.temperature
         # So small that 1/T overflows the dtype (T = 1e-46 is 0 in float32, and 0/0 is NaN): the T -> 0 limit.

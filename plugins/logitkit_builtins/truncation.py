@@ -16,7 +16,7 @@ import torch
 from pydantic import Field
 
 from logitkit import Processor, ProcessorConfig, Stage, StepContext
-from logitkit.fastpath import CandidateView, RowStats, mass_threshold
+from logitkit.fastpath import CandidateView, RowStats, mass_bound_threshold, mass_threshold
 
 NEG_INF = float("-inf")
 
@@ -49,6 +49,8 @@ class TruncationProcessor(Processor):
     fused = "truncate"
     #: True when the decision is not a prefix of the score order (typical_p).
     needs_complete_view = False
+    #: The threshold hints read the row only through ``stats``: a temperature ahead can be folded in.
+    fused_threshold_from_stats = True
 
     def fused_candidates(self, vocab: int) -> int | None:
         """How many leading candidates can survive, when the processor caps it (top_k, top_h)."""
@@ -112,18 +114,26 @@ class TopP(TruncationProcessor):
     priority = 30
     Config = TopPConfig
 
-    #: The fused view's first threshold aims at p plus this share of the mass p leaves out; the second
-    #: (for rows the estimate left short) at nearly all of it.
+    #: Where the first threshold falls back on a sampled estimate of the row's mass, it aims at p plus
+    #: this share of the mass p leaves out; the second (for rows still short) at nearly all of it.
     margins = (0.25, 0.9)
 
     def fused_threshold(
         self, scores: torch.Tensor, stats: RowStats, attempt: int
     ) -> torch.Tensor | None:
-        """A score below which, by a sampled estimate of the row's mass, no token survives."""
+        """A score below which no token survives: first the lane maxima's bound on the mass (sure,
+        and tight where the nucleus is a small part of the row), else a sampled estimate."""
         p = self.config.top_p
         if p >= 1.0 or attempt >= len(self.margins):
             return None
-        return mass_threshold(scores, stats, p + self.margins[attempt] * (1.0 - p))
+        estimate_rows: torch.Tensor | None = None
+        if attempt == 0:
+            bound = mass_bound_threshold(stats, p)
+            estimate_rows = torch.isinf(bound)
+            if not bool(estimate_rows.any()):
+                return bound
+        estimate = mass_threshold(scores, stats, p + self.margins[attempt] * (1.0 - p))
+        return estimate if estimate_rows is None else torch.where(estimate_rows, estimate, bound)
 
     def apply(self, scores: torch.Tensor, ctx: StepContext) -> torch.Tensor:
         if self.config.top_p >= 1.0:
