@@ -560,3 +560,41 @@ def test_the_mass_bound_threshold_never_leaves_the_mass_outside(temperature: flo
         assert bool((held[finite] >= mass * (1 - 1e-6)).all()), (mass, held[finite].min())
         if temperature <= 1.0:
             assert bool(finite.all()), "a nucleus this small should be bounded in every row"
+
+
+def test_scores_that_require_grad_run_the_fast_path(reg) -> None:  # type: ignore[no-untyped-def]
+    """A model's logits straight out of ``forward`` require grad; the scratch buffers (out=) refuse
+    such tensors, so the statistics take fresh ones or run without grad."""
+    scores = random_rows(3, 20000, 4.0, 5).requires_grad_()
+    ids = torch.zeros(3, 1, dtype=torch.long)
+    for config in (
+        [{"top_p": 0.9}],
+        [{"temperature": 0.7}, {"top_p": 0.9}],
+        [{"typical_p": 0.9}],
+        [{"eta_cutoff": 3e-4}],
+        [{"repetition_penalty": 1.2}, {"top_k": 20}, {"top_p": 0.8}],
+    ):
+        pipe = pipeline(config, seeds=torch.arange(3))
+        fused = pipe(ids, scores)
+        dense = pipe.replace(fast_path=False)(ids, scores)
+        assert torch.equal(fused.detach(), dense.detach()), config
+        assert torch.equal(
+            pipe.next_tokens(ids, scores), pipe.replace(fast_path=False).next_tokens(ids, scores)
+        )
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("lanes", [4748, 4751, 300])
+def test_top_lanes_gives_topk_values(batch: int, lanes: int) -> None:
+    """The two-level lane search returns ``torch.topk``'s values, and lanes holding them; tie
+    groups (integer maxima) and a short last group included."""
+    gen = torch.Generator().manual_seed(lanes + batch)
+    for maxima in (
+        torch.randn(batch, lanes, generator=gen) * 4,
+        torch.randint(0, 5, (batch, lanes), generator=gen).float(),
+    ):
+        for n in (1, 52, 150):
+            values, picked = fastpath.top_lanes(maxima, n)
+            assert torch.equal(values, torch.topk(maxima, n).values)
+            assert torch.equal(maxima.gather(1, picked), values)
+            assert bool((picked.sort(-1).values.diff(dim=-1) > 0).all())  # distinct lanes

@@ -164,15 +164,13 @@ def finite_or_zero(values: torch.Tensor) -> torch.Tensor:
 def minus_top(scores: torch.Tensor, top: torch.Tensor, slot: str | None = None) -> torch.Tensor:
     """``scores - top`` in fp32 or wider ([batch, vocab] minus fp32 [batch, 1]): a fresh tensor, or
     this thread's ``slot`` scratch buffer (see ``logitkit.scratch``), which the caller must not keep."""
-    dtype = torch.promote_types(scores.dtype, torch.float32)
-    if slot is None or scores.requires_grad:
-        out = torch.empty(scores.shape, dtype=dtype, device=scores.device)
-    else:
-        out = scratch(slot, tuple(scores.shape), dtype, scores.device)
-    if scores.dtype.itemsize < 4:
-        # An fp32 copy, then in place: a mixed half - fp32 subtraction is several times slower on CPU.
-        return out.copy_(scores).sub_(top)
-    return torch.sub(scores, top, out=out)
+    half = scores.dtype.itemsize < 4
+    if slot is None or (torch.is_grad_enabled() and (scores.requires_grad or top.requires_grad)):
+        # out= refuses tensors that require grad; a half - fp32 subtraction is several times slower
+        # on CPU than an fp32 copy, then in place.
+        return scores.float().sub_(top) if half else torch.sub(scores, top)
+    out = scratch(slot, tuple(scores.shape), torch.promote_types(scores.dtype, torch.float32), scores.device)
+    return out.copy_(scores).sub_(top) if half else torch.sub(scores, top, out=out)
 
 
 def positional_sum(terms: torch.Tensor) -> torch.Tensor:
@@ -334,6 +332,7 @@ class RowStats:
                 self._lse = log_normalizer(self.scores, self.top(), positional=False)
         return self._lse
 
+    @torch.no_grad()  # decides near ties only; its scratch buffers refuse grad
     def precise_log_normalizer(self, rows: torch.Tensor) -> torch.Tensor:
         """``precise_log_normalizer`` of the dense ``rows`` (indices): only rows near a tie need it,
         and its float64 sum costs several softmax passes per row."""
@@ -346,6 +345,7 @@ class RowStats:
             picked.div_(self.divisor)  # in place, the same rounding as the dense division
         return precise_log_normalizer(picked)
 
+    @torch.no_grad()  # a statistic for thresholds; its scratch buffers refuse grad
     def entropy(self) -> torch.Tensor:
         """The dense row's entropy as ``lse - E[score]``: two fp32 passes and a blocked sum, not
         five float64 passes over the vocabulary (both paths take it from here)."""
@@ -438,6 +438,7 @@ def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.
     return torch.where(last >= MASS_BINS - 1, torch.full_like(threshold, NEG_INF), threshold)
 
 
+@torch.no_grad()  # a threshold, never differentiated; its scratch buffers refuse grad
 def mass_bound_threshold(stats: RowStats, mass: float) -> torch.Tensor:
     """A score per row ([batch, 1]) such that the tokens at or above it surely hold ``mass`` of
     the row, or -inf where the bound below cannot show it.
@@ -521,11 +522,11 @@ def chunked_topk(
         maxima = lane_maxima(scores) if edit is None else edit.raised_maxima(lane_maxima(scores))
     outside: torch.Tensor | None = None
     if edit is None:
-        best_chunks = torch.topk(maxima, m, dim=-1).indices
+        best_chunks = top_lanes(maxima, m)[1]
     else:
         # One lane more than read: its bound is the best any unread token can score.
-        best = torch.topk(maxima, min(m + 1, chunks), dim=-1)
-        best_chunks, outside = best.indices[:, :m], best.values[:, m : m + 1]
+        best_values, best_lanes = top_lanes(maxima, min(m + 1, chunks))
+        best_chunks, outside = best_lanes[:, :m], best_values[:, m : m + 1]
         if outside.shape[-1] == 0:
             outside = torch.full_like(best.values[:, :1], NEG_INF)
     # Position i * m + r of what is read: the i-th token of the r-th lane read, then the tail.
@@ -542,6 +543,37 @@ def chunked_topk(
         in_tail = where >= CHUNK * m
         ids = torch.where(in_tail, chunks * CHUNK + where - CHUNK * m, ids)
     return values, ids, outside
+
+
+#: Lanes per group of ``top_lanes``' first level, and the batch from which the two levels pay:
+#: at batch 8 they take 0.20 ms where one ``topk`` over 4,748 lane maxima takes 0.29 ms, at
+#: batch 1 0.06 ms against 0.03 (measured).
+LANE_GROUP, TWO_LEVEL_ROWS = 4, 4
+
+
+def top_lanes(maxima: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``n`` best lane maxima per row and their lanes, best first: ``torch.topk``'s values.
+
+    Two levels: the best ``n`` groups of ``LANE_GROUP`` lanes (group j holds
+    lanes j, j + G, ...) hold the ``n`` best lanes, so ``topk`` runs over the
+    group maxima and then over those groups' lanes only. With ties the lanes
+    picked may differ from ``topk``'s, never the values (every group left out
+    is beaten by ``n`` groups whose best lanes are at least as good).
+    """
+    batch, lanes = maxima.shape
+    groups = lanes // LANE_GROUP
+    if batch < TWO_LEVEL_ROWS or n * 8 > groups:
+        found = torch.topk(maxima, n, dim=-1)
+        return found.values, found.indices
+    body = maxima[:, : groups * LANE_GROUP].view(batch, LANE_GROUP, groups)
+    best_groups = torch.topk(body.amax(dim=1), n, dim=-1, sorted=False).indices
+    levels = torch.arange(LANE_GROUP, device=maxima.device).view(1, LANE_GROUP, 1) * groups
+    members = (best_groups.unsqueeze(1) + levels).flatten(1)
+    if groups * LANE_GROUP < lanes:  # the short last group is always read
+        rest = torch.arange(groups * LANE_GROUP, lanes, device=maxima.device)
+        members = torch.cat([members, rest.expand(batch, -1)], dim=1)
+    values, where = torch.topk(maxima.gather(1, members), n, dim=-1)
+    return values, members.gather(1, where)
 
 
 def _edit_picked(
@@ -1170,7 +1202,7 @@ def select_from_view(
     # Empty rows, NaN and +inf go to the dense path, where the pipeline's empty-row guard handles them:
     # each makes the row's maximum non-finite (amax propagates NaN).
     best = view.values.amax(dim=-1)
-    if not bool(((best > NEG_INF) & (best < float("inf"))).all()):
+    if not bool(torch.isfinite(best).all()):  # NaN is not finite either
         return None
     tokens: torch.Tensor = check_tokens(selector, pick(view, ctx), view.values.shape[0], view.vocab_size)
     return tokens
