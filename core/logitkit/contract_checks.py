@@ -46,7 +46,7 @@ def check_tokens(selector: Any, tokens: Any, rows: int, vocab: int) -> torch.Ten
     # One host copy and Python's min/max: a row's id is a few bytes, and two reductions plus two
     # syncs cost more than the copy at every batch size a step runs.
     listed = tokens.tolist() if rows else []
-    if listed and not (0 <= min(listed) and max(listed) < vocab):
+    if listed and not (min(listed) >= 0 and max(listed) < vocab):
         raise ProcessorContractError(f"{name} chose ids outside the vocabulary: {listed[:16]}")
     return tokens
 

@@ -528,7 +528,7 @@ def chunked_topk(
         best_values, best_lanes = top_lanes(maxima, min(m + 1, chunks))
         best_chunks, outside = best_lanes[:, :m], best_values[:, m : m + 1]
         if outside.shape[-1] == 0:
-            outside = torch.full_like(best.values[:, :1], NEG_INF)
+            outside = torch.full_like(best_values[:, :1], NEG_INF)
     # Position i * m + r of what is read: the i-th token of the r-th lane read, then the tail.
     picked = body.gather(2, best_chunks.unsqueeze(1).expand(-1, CHUNK, -1)).flatten(1)
     if chunks * CHUNK < vocab:  # the short last chunk is always searched
