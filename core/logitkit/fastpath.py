@@ -217,6 +217,16 @@ class SparseEdit:
 
     ids: torch.Tensor
     values: torch.Tensor
+    #: ``ids % lanes`` per lane count, computed once: the bounds and the write both need it.
+    _lanes_of: dict[int, torch.Tensor] = dataclasses.field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def lane_of_ids(self, lanes: int) -> torch.Tensor:
+        """Each edited id's lane among ``lanes`` (``lane_maxima``'s layout)."""
+        if lanes not in self._lanes_of:
+            self._lanes_of[lanes] = self.ids % lanes
+        return self._lanes_of[lanes]
 
     def applied(self, scores: torch.Tensor) -> torch.Tensor:
         """The dense edited scores (a copy)."""
@@ -226,13 +236,14 @@ class SparseEdit:
         return SparseEdit(self.ids[rows], self.values[rows])
 
     def raised_maxima(self, maxima: torch.Tensor) -> torch.Tensor:
-        """Lane maxima (``lane_maxima``) of the unedited scores, raised to every edited value in
-        their lane: upper bounds of the edited row's (an edit may raise or lower a score)."""
+        """Lane maxima (``lane_maxima``) of the unedited scores, raised in place to every edited
+        value in their lane: upper bounds of the edited row's (an edit may raise or lower a
+        score). Pass a fresh tensor: it is returned, changed."""
         if maxima.shape[-1] == 0:
             return maxima  # a vocabulary shorter than a lane: nothing but the tail
         # A token of the short tail raises some lane's bound too: harmless, the tail is always read.
-        lane = self.ids % maxima.shape[-1]
-        return maxima.scatter_reduce(1, lane, self.values.to(maxima.dtype), reduce="amax")
+        lane = self.lane_of_ids(maxima.shape[-1])
+        return maxima.scatter_reduce_(1, lane, self.values.to(maxima.dtype), reduce="amax")
 
 
 class RowStats:
@@ -581,10 +592,11 @@ def _edit_picked(
 ) -> torch.Tensor:
     """``picked`` (the lanes ``best_chunks`` read, then the tail) with the edit written in."""
     batch, m = best_chunks.shape
-    # Each lane's place among those read (-1: not read), looked up for every edited token.
-    place = torch.full((batch, chunks), -1, dtype=torch.int64, device=picked.device)
+    # Each lane's place among those read (-1: not read), looked up for every edited token; in
+    # scratch, as a fresh [batch, lanes] table faults its pages in.
+    place = scratch("edit_place", (batch, chunks), torch.int64, picked.device).fill_(-1)
     place.scatter_(1, best_chunks, torch.arange(m, device=picked.device).expand(batch, -1))
-    rank = place.gather(1, edit.ids % chunks)
+    rank = place.gather(1, edit.lane_of_ids(chunks))
     slot = (edit.ids // chunks) * m + rank
     read = rank >= 0
     width = picked.shape[-1]
