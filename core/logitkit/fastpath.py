@@ -470,6 +470,9 @@ def mass_bound_threshold(stats: RowStats, mass: float) -> torch.Tensor:
         return torch.full_like(top, NEG_INF)
     # The temporaries are a few hundred KB a row: in scratch buffers, they fault no pages in.
     shape, device = tuple(maxima.shape), maxima.device
+    if maxima.dtype != torch.float32:
+        # One fp32 copy: a half - fp32 subtraction would make a fresh one for each of the two below.
+        maxima = scratch("bound_maxima", shape, torch.float32, device).copy_(maxima)
     weights = torch.sub(maxima, top, out=scratch("bound_weights", shape, torch.float32, device))
     weights.exp_().nan_to_num_(nan=0.0)
     depth = torch.sub(top, maxima, out=scratch("bound_depth", shape, torch.float32, device))
