@@ -439,6 +439,10 @@ def test_scratch_buffers_are_per_thread_and_grow() -> None:
     thread.join()
     assert other[0].data_ptr() != larger.data_ptr()
     assert scratch("test", (4, 100), torch.float64, torch.device("cpu")).dtype == torch.float64
+    from logitkit.scratch import release
+
+    release()
+    assert scratch("test", (1, 10), torch.float32, torch.device("cpu")).data_ptr() != larger.data_ptr()
 
 
 def test_a_scratch_buffer_made_under_inference_mode_serves_calls_outside_it() -> None:

@@ -7,7 +7,9 @@ machine, more than one softmax pass, measured). The row statistics
 therefore compute into a buffer kept per thread, slot and device, which
 never leaves the function that asked for it. Per thread, so a ``Pipeline``
 shared by threads stays safe; grown, never shrunk, so batches of changing
-size (continuous batching) reuse it.
+size (continuous batching) reuse it. A thread keeps its buffers until it
+ends or calls ``release()``: at batch 64 and 151,936 tokens the largest
+(the entropy's two, for typical_p and eta_cutoff) hold about 39 MB each.
 """
 
 from __future__ import annotations
@@ -39,3 +41,8 @@ def scratch(
             buffer = torch.empty(numel, dtype=dtype, device=device)
         buffers[key] = buffer
     return buffer[:numel].view(shape)
+
+
+def release() -> None:
+    """Free this thread's scratch buffers (the next call that needs one allocates it again)."""
+    _local.__dict__.pop("buffers", None)
