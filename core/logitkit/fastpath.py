@@ -538,11 +538,10 @@ def chunked_topk(
     if edit is None:
         best_chunks = top_lanes(maxima, m)[1]
     else:
-        # One lane more than read: its bound is the best any unread token can score.
-        best_values, best_lanes = top_lanes(maxima, min(m + 1, chunks))
+        # One lane more than read: its bound is the best any unread token can score. There is
+        # always one: m * 8 <= chunks here (the dense branch above takes the rest).
+        best_values, best_lanes = top_lanes(maxima, m + 1)
         best_chunks, outside = best_lanes[:, :m], best_values[:, m : m + 1]
-        if outside.shape[-1] == 0:
-            outside = torch.full_like(best_values[:, :1], NEG_INF)
     # Position i * m + r of what is read: the i-th token of the r-th lane read, then the tail.
     picked = body.gather(2, best_chunks.unsqueeze(1).expand(-1, CHUNK, -1)).flatten(1)
     if chunks * CHUNK < vocab:  # the short last chunk is always searched
