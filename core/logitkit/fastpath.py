@@ -415,6 +415,27 @@ MASS_RUN = 16
 MASS_BINS, MASS_BIN_WIDTH = 128, 0.25
 
 
+def _mass_histogram(values: torch.Tensor, top: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+    """``weight * exp(values - top)`` summed per row in bins of ``MASS_BIN_WIDTH`` below ``top``
+    ([batch, MASS_BINS]; the last bin takes everything deeper, NaN weighs nothing). The
+    temporaries are a few hundred KB a row: in scratch buffers, they fault no pages in."""
+    shape, device = tuple(values.shape), values.device
+    if values.dtype != torch.float32:
+        # One fp32 copy: a half - fp32 subtraction would make a fresh one for each of the two below.
+        values = scratch("mass_values", shape, torch.float32, device).copy_(values)
+    weights = torch.sub(values, top, out=scratch("mass_weights", shape, torch.float32, device))
+    weights.exp_()
+    if weight != 1.0:
+        weights.mul_(weight)
+    weights.nan_to_num_(nan=0.0)
+    depth = torch.sub(top, values, out=scratch("mass_depth", shape, torch.float32, device))
+    depth.mul_(1.0 / MASS_BIN_WIDTH).nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1)
+    bins = scratch("mass_bins", shape, torch.int64, device).copy_(depth)  # truncates, as long() does
+    hist = torch.zeros(shape[0], MASS_BINS, device=device)
+    return hist.scatter_add_(1, bins, weights)
+
+
+@torch.no_grad()  # a threshold, never differentiated; its scratch buffers refuse grad
 def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.Tensor:
     """A score per row ([batch, 1]) such that the tokens at or above it hold about ``mass`` of the row.
 
@@ -426,21 +447,18 @@ def mass_threshold(scores: torch.Tensor, stats: RowStats, mass: float) -> torch.
     again lower. -inf when the mass lies deeper than the histogram reaches.
     """
     source = stats.base if stats.folded else scores  # a folded divisor is divided as read
-    batch, vocab = source.shape
+    vocab = source.shape[-1]
     period = max(MASS_RUN, vocab // (MASS_SAMPLE // MASS_RUN) // MASS_RUN * MASS_RUN)
     runs = vocab // period
     top = stats.top().float()
     if runs == 0:  # a vocabulary shorter than one run: read it whole
         sample, weight = source, 1.0
     else:
-        # A copy (flatten of a strided view), so the in-place steps below leave the scores alone.
+        # A copy (flatten of a strided view): cache-line runs rather than single tokens.
         runs_view = source[:, : runs * period].unflatten(-1, (runs, period))  # type: ignore[no-untyped-call]
         sample, weight = runs_view[..., :MASS_RUN].flatten(1), period / MASS_RUN
     sample = (stats.divided(sample) if stats.folded else sample).float()
-    weights = (sample - top).exp_().mul_(weight).nan_to_num_(nan=0.0)
-    depth = (top - sample).mul_(1.0 / MASS_BIN_WIDTH)
-    bins = depth.nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1).long()
-    hist = torch.zeros(batch, MASS_BINS, device=scores.device).scatter_add_(1, bins, weights)
+    hist = _mass_histogram(sample, top, weight)
     below = hist.flip(-1).cumsum_(dim=-1).flip(-1)[:, 1:]  # the mass below each bin's lower edge
     total = (stats.log_normalizer().unsqueeze(-1) - top.double()).exp()
     allowed = (total * (1.0 - mass)).float()
@@ -468,18 +486,7 @@ def mass_bound_threshold(stats: RowStats, mass: float) -> torch.Tensor:
     top = stats.top().float()
     if maxima.shape[-1] == 0:
         return torch.full_like(top, NEG_INF)
-    # The temporaries are a few hundred KB a row: in scratch buffers, they fault no pages in.
-    shape, device = tuple(maxima.shape), maxima.device
-    if maxima.dtype != torch.float32:
-        # One fp32 copy: a half - fp32 subtraction would make a fresh one for each of the two below.
-        maxima = scratch("bound_maxima", shape, torch.float32, device).copy_(maxima)
-    weights = torch.sub(maxima, top, out=scratch("bound_weights", shape, torch.float32, device))
-    weights.exp_().nan_to_num_(nan=0.0)
-    depth = torch.sub(top, maxima, out=scratch("bound_depth", shape, torch.float32, device))
-    depth.mul_(1.0 / MASS_BIN_WIDTH).nan_to_num_(nan=MASS_BINS - 1).clamp_(0, MASS_BINS - 1)
-    bins = scratch("bound_bins", shape, torch.int64, device).copy_(depth)  # truncates, as long() does
-    hist = torch.zeros(maxima.shape[0], MASS_BINS, device=maxima.device)
-    above = hist.scatter_add_(1, bins, weights).cumsum_(dim=-1)  # bound at each bin's lower edge
+    above = _mass_histogram(maxima, top).cumsum_(dim=-1)  # the bound at each bin's lower edge
     needed = ((stats.log_normalizer().unsqueeze(-1) - top.double()).exp() * mass).float()
     first = (above < needed).sum(dim=-1, keepdim=True)  # the first bin whose lower edge holds it
     threshold = top - (first + 1).float() * MASS_BIN_WIDTH
