@@ -45,3 +45,20 @@ def test_seed_only_state_is_skipped_with_the_same_tokens(config: dict[str, objec
 def test_state_beyond_the_seeds_is_still_built() -> None:
     pipe = Pipeline.from_config({"processors": [], "selector": {"name": "mirostat_v2", "tau": 3.0, "seed": 2}})
     assert pipe.needs_state_alone
+
+
+@pytest.mark.parametrize("prompt_length", [None, 0, 6, 9])
+def test_a_call_on_its_own_records_the_facts_its_context_would_find(prompt_length: int | None) -> None:
+    # step_context builds every row alike and records so (sparing host syncs); the record must
+    # be what measuring the same tensors finds.
+    context: dict[str, object] = {} if prompt_length is None else {"prompt_length": prompt_length}
+    pipe = Pipeline.from_config([{"top_k": 40}], **context)
+    ids, _ = _rows(2)
+    built = pipe.step_context(ids)
+    measured = type(built)(input_ids=ids, prompt_lengths=built.prompt_lengths.clone(), steps=built.steps.clone())
+    for fact in ("step_list", "same_step", "aligned", "uniform"):
+        assert getattr(built, fact) == getattr(measured, fact), fact
+    assert built.same_step == ids.shape[-1] - (prompt_length if prompt_length is not None else ids.shape[-1])
+    # Overriding the per-row tensors leaves the facts to be measured.
+    mixed = pipe.step_context(ids, steps=torch.tensor([0, 1, 2, 3]))
+    assert mixed.same_step is None and not mixed.uniform

@@ -343,10 +343,14 @@ class Pipeline:
         if "seeds" in self.context:
             values["seeds"] = torch.as_tensor(self.context["seeds"], dtype=torch.int64)
         rows, device = int(input_ids.shape[0]), input_ids.device
-        values["prompt_lengths"] = torch.full((rows,), int(prompt), dtype=torch.int64, device=device)
-        values["steps"] = torch.full((rows,), length - int(prompt), dtype=torch.int64, device=device)
+        # Both per-row tensors from one host-to-tensor copy: a call on its own pays per dispatch.
+        per_row = torch.tensor([[int(prompt)] * rows, [length - int(prompt)] * rows], dtype=torch.int64, device=device)
+        values["prompt_lengths"], values["steps"] = per_row[0], per_row[1]
         values.update(overrides)
-        return StepContext(input_ids=input_ids, **values)
+        ctx = StepContext(input_ids=input_ids, **values)
+        if "prompt_lengths" in overrides or "steps" in overrides or int(prompt) > length:
+            return ctx
+        return ctx.built_uniform(length - int(prompt))
 
     def _standalone(self, input_ids: torch.Tensor) -> StepContext:
         """A call on its own: stateful elements start from the prompt and replay what follows."""

@@ -84,6 +84,8 @@ class NewRows:
 
 def _per_row(value: int | torch.Tensor, rows: int, device: torch.device) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
+        if value.dtype == torch.int64 and value.device == device and value.shape == (rows,):
+            return value  # already per row: skip two dispatches on every step
         return value.to(device=device, dtype=torch.int64).reshape(rows)
     return torch.full((rows,), int(value), dtype=torch.int64, device=device)
 
@@ -165,6 +167,20 @@ class StepContext:
     def aligned(self) -> bool:
         """True when every row's own tokens fill ``input_ids`` (no batch padding on the left)."""
         return bool((self.context_lengths == self.input_ids.shape[-1]).all())
+
+    @cached_property
+    def uniform(self) -> bool:
+        """True when every row is at the same step with the same prompt length and no batch padding."""
+        return self.same_step is not None and self.aligned and bool(
+            (self.prompt_lengths == self.prompt_lengths[:1]).all()
+        )
+
+    def built_uniform(self, step: int) -> StepContext:
+        """Record what a caller that built every row alike already knows, sparing the host syncs that would find it."""
+        self.__dict__.update(
+            step_list=[step] * self.batch_size, same_step=step, aligned=True, uniform=True
+        )
+        return self
 
     def positions_from_end(self) -> torch.Tensor:
         """[length]: how many columns each column is before the end (the last column is 0)."""

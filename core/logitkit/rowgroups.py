@@ -15,13 +15,6 @@ import torch
 from logitkit.processor import Processor, StepContext
 
 
-def is_uniform(ctx: StepContext) -> bool:
-    """True when every row is at the same step with the same prompt length and no batch padding."""
-    return ctx.same_step is not None and ctx.aligned and bool(
-        (ctx.prompt_lengths == ctx.prompt_lengths[:1]).all()
-    )
-
-
 class Grouped(Processor):
     """``processor`` run once per group of rows sharing (prompt length, step)."""
 
@@ -44,6 +37,6 @@ class Grouped(Processor):
 
 def for_context(processors: Sequence[Processor], ctx: StepContext) -> Sequence[Processor]:
     """``processors``, with those that need aligned rows grouped when ``ctx``'s rows are mixed."""
-    if all(p.mixed_rows for p in processors) or is_uniform(ctx):
+    if all(p.mixed_rows for p in processors) or ctx.uniform:
         return processors
     return [p if p.mixed_rows else Grouped(p) for p in processors]

@@ -28,7 +28,7 @@ class SequenceTable:
         self._tensors: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(prefixes ``[S, width]`` right-aligned, their valid mask, last tokens ``[S]``), built once per device."""
+        """(prefixes ``[S, width]`` right-aligned, their padding mask, last tokens ``[S]``), built once per device."""
         cached = self._tensors.get(device)
         if cached is None:
             prefixes = torch.zeros(len(self.sequences), self.width, dtype=torch.long)
@@ -39,16 +39,17 @@ class SequenceTable:
                     prefixes[i, self.width - len(prefix) :] = torch.tensor(prefix)
                     valid[i, self.width - len(prefix) :] = True
             last = torch.tensor([s[-1] for s in self.sequences], dtype=torch.long)
-            cached = self._tensors[device] = (prefixes.to(device), valid.to(device), last.to(device))
+            cached = self._tensors[device] = (prefixes.to(device), (~valid).to(device), last.to(device))
         return cached
 
     def completing(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(hit ``[rows, S]``: the row ends with sequence s's prefix, last tokens ``[S]``)."""
-        prefixes, valid, last = self.tensors(input_ids.device)
+        prefixes, padding, last = self.tensors(input_ids.device)
         tail = input_ids[:, max(input_ids.shape[1] - self.width, 0) :]
-        # A context shorter than a prefix is padded with -1, which matches no token.
-        tail = F.pad(tail, (self.width - tail.shape[1], 0), value=-1)
-        hit = ((tail.unsqueeze(1) == prefixes.unsqueeze(0)) | ~valid.unsqueeze(0)).all(dim=-1)
+        if tail.shape[1] < self.width:
+            # A context shorter than a prefix is padded with -1, which matches no token.
+            tail = F.pad(tail, (self.width - tail.shape[1], 0), value=-1)
+        hit = ((tail.unsqueeze(1) == prefixes) | padding).all(dim=-1)
         return hit, last
 
 
@@ -109,6 +110,7 @@ class SequenceBias(Processor):
         entries = self.config.sequence_bias
         self.table = SequenceTable([e.tokens for e in entries])
         self._bias = torch.tensor([e.bias for e in entries], dtype=torch.float32)
+        self._biases: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
         self._columns: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor, int]] = {}
 
     @classmethod
@@ -138,8 +140,16 @@ class SequenceBias(Processor):
         tokens, slots, count = self.columns(scores.shape[-1], scores.device)
         if count == 0:
             return scores
-        hit, _ = self.table.completing(ctx.input_ids)
-        bias = torch.where(hit, self._bias.to(scores.device), 0.0).to(scores.dtype)
+        hit, last = self.table.completing(ctx.input_ids)
+        key = (scores.device, scores.dtype)
+        biases = self._biases.get(key)
+        if biases is None:
+            # Rounded to the scores' dtype once, as the per-step cast rounded each bias.
+            biases = self._biases[key] = self._bias.to(scores.device).to(scores.dtype)
+        bias = torch.where(hit, biases, 0.0)
+        if count == len(slots):
+            # Every sequence ends on its own in-vocab token: no two biases meet, so one pass adds them.
+            return scores.index_add(1, last, bias)
         # Sum the biases per token first (as transformers does), then add them in one out-of-place pass.
         per_token = torch.zeros(scores.shape[0], count + 1, dtype=scores.dtype, device=scores.device)
         per_token.index_add_(1, slots, bias)
