@@ -14,6 +14,27 @@ TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS / "plugins"))
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Build logitkit's CPU kernels before any test runs: the first build on a machine takes
+    about 40 s, which no test's own timing (hypothesis deadlines) should absorb."""
+    from logitkit import native
+
+    native.kernels()
+
+
+@pytest.fixture(params=["kernels", "torch ops"])
+def cpu_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on logitkit's CPU kernels, then on the torch ops that stand in for them
+    where the kernels do not apply (GPU, no compiler): both must give the same results."""
+    from logitkit import native
+
+    if request.param == "torch ops":
+        monkeypatch.setattr(native, "kernel", lambda name, tensor: None)
+    else:
+        assert native.kernels() is not None, f"the CPU kernels did not build: {native.build_error()}"
+    return str(request.param)
+
+
 @pytest.fixture(autouse=True)
 def fresh_registry() -> Iterator[None]:
     """No test sees another test's plugin manager."""

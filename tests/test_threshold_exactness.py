@@ -90,7 +90,7 @@ CHAINS = [
     max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(scores=stress_rows(), data=st.data())
-def test_kept_set_equals_the_dense_reference(reg, chain, scores, data) -> None:  # type: ignore[no-untyped-def]
+def test_kept_set_equals_the_dense_reference(reg, cpu_path, chain, scores, data) -> None:  # type: ignore[no-untyped-def]
     p = data.draw(st.one_of(st.sampled_from([0.5, 0.9, 0.95, 0.999]), st.just(None)))
     if p is None:
         p = boundary_p(scores, data.draw)
@@ -105,7 +105,7 @@ def test_kept_set_equals_the_dense_reference(reg, chain, scores, data) -> None: 
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(scores=stress_rows(), data=st.data())
-def test_the_fast_path_draws_the_dense_token(reg, scores, data) -> None:  # type: ignore[no-untyped-def]
+def test_the_fast_path_draws_the_dense_token(reg, cpu_path, scores, data) -> None:  # type: ignore[no-untyped-def]
     scores = scores[(scores > NEG_INF).any(-1)]
     p = data.draw(st.sampled_from([0.3, 0.9]))
     pipe = Pipeline.from_config(
@@ -122,7 +122,7 @@ def test_the_fast_path_draws_the_dense_token(reg, scores, data) -> None:  # type
 @pytest.mark.parametrize(
     "config", [[{"top_p": 0.9}], [{"temperature": 0.8}, {"top_p": 0.8}], [{"min_p": 0.05}]]
 )
-def test_sampled_distribution_at_batch_64_is_the_dense_paths(reg, config) -> None:  # type: ignore[no-untyped-def]
+def test_sampled_distribution_at_batch_64_is_the_dense_paths(reg, cpu_path, config) -> None:  # type: ignore[no-untyped-def]
     """Chi-square: tokens drawn on the fast path at batch 64 follow softmax of the dense path's scores."""
     from scipy.stats import chisquare
 

@@ -52,7 +52,7 @@ def run(config: dict, scores: torch.Tensor, fast: bool) -> torch.Tensor:
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(scores=score_rows(), fast=st.booleans())
-def test_truncation_properties(reg, config, scores, fast) -> None:  # type: ignore[no-untyped-def]
+def test_truncation_properties(reg, cpu_path, config, scores, fast) -> None:  # type: ignore[no-untyped-def]
     before = scores.clone()
     out = run(config, scores, fast)
     # Never mutates its input; same shape and dtype.

@@ -62,12 +62,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from logitkit import native
 from logitkit.contract_checks import apply_checked, check_tokens
 from logitkit.scratch import scratch
 
@@ -779,6 +781,9 @@ class CandidateView:
         # A row without a finite threshold is left out (+inf finds nothing) rather than read whole.
         search = torch.where(torch.isfinite(threshold), threshold, float("inf"))
         stats = stats or RowStats(scores)
+        kernel = native.kernel("at_least", scores)
+        if kernel is not None:
+            return cls._at_least_native(kernel, scores, threshold, search, stats, divisor)
         rows, cols = tokens_at_least(scores, search, stats.threshold_maxima(), divisor)
         counts = torch.bincount(rows, minlength=batch)
         fits = (counts < vocab * FULL_SORT_FRACTION) & (counts > 0)
@@ -815,6 +820,38 @@ class CandidateView:
         values = values.scatter(-1, sentinel, threshold)
         view = cls(values, ids, vocab, False, counts, stats or RowStats(scores))
         return view, covered
+
+    @classmethod
+    def _at_least_native(
+        cls,
+        kernel: Any,
+        scores: torch.Tensor,
+        threshold: torch.Tensor,
+        search: torch.Tensor,
+        stats: RowStats,
+        divisor: float | None,
+    ) -> tuple[CandidateView, torch.Tensor] | None:
+        """``at_least`` by the CPU kernel (``logitkit.native``): the same view, bit for bit."""
+        batch, vocab = scores.shape
+        # A count fits below vocab * FULL_SORT_FRACTION exactly when it is below its ceiling.
+        limit = math.ceil(vocab * FULL_SORT_FRACTION)
+        values, ids, counts = kernel(
+            scores.contiguous(),
+            stats.threshold_maxima().contiguous(),
+            search.reshape(-1).float(),
+            threshold.reshape(-1),
+            divisor or 0.0,
+            THRESHOLD_DEPTH,
+            limit,
+        )
+        fitting = [row for row, count in enumerate(counts.tolist()) if 0 < count < limit]
+        if not fitting:
+            return None
+        covered = torch.tensor(fitting, dtype=torch.int64, device=scores.device)
+        if len(fitting) < batch:
+            values, ids, counts = values[covered], ids[covered], counts[covered]
+            stats = stats.rows(covered)
+        return cls(values, ids, vocab, False, counts, stats), covered
 
     # -- what processors read ------------------------------------------------------------
 

@@ -20,6 +20,9 @@ fi
     # shellcheck disable=SC1091
     source "$VENV033/bin/activate"
     cd "$REPO"
+    # logitkit's CPU kernels build here against this venv's torch, before any test times a step
+    # (a machine that cannot build them runs the torch ops, with a warning).
+    python -c "from logitkit import native; native.kernels()"
     LOGITKIT_VLLM_TESTS=1 VLLM_TARGET_DEVICE=cpu python -m pytest -q -p no:cacheprovider \
         "$PACKAGE/vllm033_tests" "$PACKAGE/vllm_tests/test_v2_logits_context.py"
 )
@@ -31,4 +34,5 @@ fi
 # shellcheck disable=SC1091
 source "$VENV/bin/activate"
 cd "$REPO"
+python -c "from logitkit import native; native.kernels()"
 LOGITKIT_VLLM_TESTS=1 VLLM_TARGET_DEVICE=cpu python -m pytest -q -p no:cacheprovider "$PACKAGE/vllm_tests" "$@"
