@@ -146,7 +146,8 @@ class TopP(TruncationProcessor):
         tail64 = _mass_at_or_below(view.log_probs())
         # The fast normaliser is an fp32 sum: a row with a token within its rounding of the
         # threshold decides on the float64 one instead (both paths read the same statistics).
-        # Its relative error on 152k terms measured at most 3.2e-7; 2e-6 leaves a margin.
+        # Its relative error on 152k terms measured up to 8.8e-7 (three tokens holding nearly all
+        # the mass; 2.6e-7 on Gaussian rows); 2e-6 leaves a margin.
         close = (tail64 - (1.0 - self.config.top_p)).abs() < 2e-6
         if bool(close.any()):
             near = close.any(dim=-1, keepdim=True)

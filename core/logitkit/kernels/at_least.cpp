@@ -117,9 +117,13 @@ std::vector<torch::Tensor> at_least(torch::Tensor scores, torch::Tensor maxima, 
   auto search_c = search.contiguous();
   auto sentinel_c = sentinel.contiguous();
   std::vector<torch::Tensor> result;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "at_least", [&] {
-    result = build<scalar_t>(scores, maxima, search_c, sentinel_c, divisor, depth, limit);
-  });
+  {
+    // Other Python threads run while rows are searched, as they do during a torch op.
+    pybind11::gil_scoped_release no_gil;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "at_least", [&] {
+      result = build<scalar_t>(scores, maxima, search_c, sentinel_c, divisor, depth, limit);
+    });
+  }
   return result;
 }
 
