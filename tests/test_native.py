@@ -8,7 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logitkit import native
+from logitkit import fastpath, native
 from logitkit.fastpath import CandidateView, RowStats
 
 NEG_INF = float("-inf")
@@ -97,3 +97,43 @@ def test_a_wrong_kernel_result_would_be_seen(monkeypatch: pytest.MonkeyPatch) ->
     reference = CandidateView.at_least(x, threshold, RowStats(x))
     assert broken is not None and reference is not None
     assert not torch.equal(broken[0].values, reference[0].values)
+
+
+@st.composite
+def rows_for_top(draw: st.DrawFn) -> tuple[torch.Tensor, int, bool]:
+    batch = draw(st.integers(1, 5))
+    vocab = draw(st.sampled_from([4096, 4099, 20000, 151936]))
+    gen = torch.Generator().manual_seed(draw(st.integers(0, 2**31)))
+    x = torch.randn(batch, vocab, generator=gen) * draw(st.sampled_from([1.0, 4.0]))
+    m = draw(st.sampled_from([1, 2, 17, 51]))
+    return x.to(draw(st.sampled_from([torch.float32, torch.bfloat16]))), m, draw(st.booleans())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=rows_for_top())
+def test_the_top_view_kernel_is_the_torch_paths(case, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The same m best values and the same sure prefix, with and without an edit (a penalty's
+    new scores, some raised, some lowered, some in the short tail). Ids may differ only where a
+    tie at the edge lets either side pick (behind the sure prefix)."""
+    x, m, edited = case
+    batch, vocab = x.shape
+    edit = None
+    if edited:
+        gen = torch.Generator().manual_seed(vocab + m)
+        ids = torch.randint(0, vocab, (batch, 40), generator=gen)
+        ids[:, 0] = vocab - 1  # the short tail, where there is one
+        picked = x.gather(1, ids)
+        edit = fastpath.SparseEdit(ids, torch.where(picked < 0, picked * 1.3, picked / 1.3) + 2.0 * (ids % 3 == 0))
+
+    def view() -> CandidateView:
+        return CandidateView.top(x, m, RowStats(x, edit))
+
+    built = view()
+    with monkeypatch.context() as off:
+        off.setattr(native, "kernel", lambda name, tensor: None)
+        want = view()
+    assert torch.equal(built.values, want.values)
+    assert torch.equal(built.check_at, want.check_at)
+    for row in range(batch):
+        sure = int(want.check_at[row])
+        assert torch.equal(built.token_ids[row, :sure], want.token_ids[row, :sure])

@@ -746,6 +746,14 @@ class CandidateView:
         edit = stats.edit if stats is not None else None
         maxima = stats.lane_maxima() if stats is not None else None
         base = stats.base if stats is not None else scores
+        kernel = native.kernel("top_view", base) if m * 8 <= vocab // CHUNK else None
+        if kernel is not None:
+            # The same search in one call (logitkit.native): canonical order, stand-in, sure prefix.
+            lanes = maxima if maxima is not None else lane_maxima(base)
+            edit_ids = edit.ids if edit is not None else base.new_zeros((base.shape[0], 0), dtype=torch.int64)
+            edit_values = edit.values.to(base.dtype) if edit is not None else base.new_zeros((base.shape[0], 0))
+            values, ids, check_at = kernel(base.contiguous(), lanes.contiguous(), edit_ids, edit_values, m, CHUNK)
+            return cls(values, ids, vocab, False, check_at, stats or RowStats(scores))
         values, ids, outside = chunked_topk(base, m, maxima, edit)
         values, ids = canonical_order(values, ids)
         if outside is not None and bool((values[:, -1:] <= outside).any()):

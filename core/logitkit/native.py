@@ -24,7 +24,7 @@ log = logging.getLogger("logitkit.native")
 KERNELS = Path(__file__).parent / "kernels"
 #: One build per kernel interface (bumped with any change to it) and per torch version: torch's
 #: cache keys a build by its sources and flags only, and a build for another torch would not load.
-BUILD_NAME = "logitkit_kernels_v1_torch_" + re.sub(r"\W", "_", torch.__version__)
+BUILD_NAME = "logitkit_kernels_v2_torch_" + re.sub(r"\W", "_", torch.__version__)
 
 _lock = threading.Lock()
 _module: Any = None
@@ -49,7 +49,7 @@ def kernels() -> Any | None:
 
                 _module = load(
                     BUILD_NAME,
-                    [str(KERNELS / "at_least.cpp")],
+                    [str(KERNELS / "views.cpp")],
                     extra_cflags=["-O3"],
                     verbose=False,
                 )
