@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <utility>
 #include <vector>
@@ -258,9 +259,68 @@ std::vector<torch::Tensor> top_view(torch::Tensor scores, torch::Tensor maxima, 
   return result;
 }
 
+// Rows already sorted by score (descending) put into canonical order: score descending, then
+// token id descending, NaN first (as torch's descending sort ranks it). The rows are nearly in
+// order (a rescaling only merges neighbours into ties), so a stable insertion sort takes one pass;
+// it gives what the torch path's two stable sorts give, bit for bit.
+template <typename scalar_t>
+std::vector<torch::Tensor> canonical(const torch::Tensor& values, const torch::Tensor& ids) {
+  const int64_t batch = values.size(0), width = values.size(1);
+  auto out_values = values.clone();
+  auto out_ids = ids.clone();
+  scalar_t* v = out_values.data_ptr<scalar_t>();
+  int64_t* t = out_ids.data_ptr<int64_t>();
+  auto before = [](float a, int64_t a_id, float b, int64_t b_id) {
+    const bool a_nan = std::isnan(a), b_nan = std::isnan(b);
+    if (a_nan != b_nan) return a_nan;
+    if (!a_nan && a != b) return a > b;
+    return a_id > b_id;
+  };
+  at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      scalar_t* value = v + r * width;
+      int64_t* id = t + r * width;
+      for (int64_t k = 1; k < width; ++k) {
+        const scalar_t moving = value[k];
+        const int64_t moving_id = id[k];
+        const float key = static_cast<float>(moving);
+        int64_t at = k;
+        while (at > 0 && before(key, moving_id, static_cast<float>(value[at - 1]), id[at - 1])) {
+          value[at] = value[at - 1];
+          id[at] = id[at - 1];
+          --at;
+        }
+        value[at] = moving;
+        id[at] = moving_id;
+      }
+    }
+  });
+  return {out_values, out_ids};
+}
+
+std::vector<torch::Tensor> canonical_order(torch::Tensor values, torch::Tensor ids) {
+  TORCH_CHECK(values.dim() == 2 && values.device().is_cpu() && ids.sizes() == values.sizes() &&
+                  ids.scalar_type() == torch::kInt64,
+              "values and ids must be CPU [batch, m] tensors, the ids int64");
+  const auto dtype = values.scalar_type();
+  TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kHalf,
+              "values must be float32, bfloat16 or float16");
+  auto values_c = values.contiguous();
+  auto ids_c = ids.contiguous();
+  std::vector<torch::Tensor> result;
+  {
+    pybind11::gil_scoped_release no_gil;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "canonical_order", [&] {
+      result = canonical<scalar_t>(values_c, ids_c);
+    });
+  }
+  return result;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("at_least", &at_least, "The threshold view of every row: (values, ids, counts)");
   m.def("top_view", &top_view, "The top-k view of every row: (values, ids, check_at)");
+  m.def("canonical_order", &canonical_order, "Score-sorted rows in canonical order: (values, ids)");
 }
