@@ -1,7 +1,7 @@
-// The fast path's candidate views built on CPU in one call each. The threshold view: every score at or above its row's threshold,
-// found through the shallow lanes' maxima, sorted into the canonical order (score descending,
-// token id descending), with the sentinel after them. The torch path (fastpath.tokens_at_least
-// and CandidateView.at_least) issues some 60 small ops for the same result; this is their sum.
+// The fast path's candidate views on CPU, one call each where the torch path (fastpath.py)
+// issues tens of small ops: the threshold view (tokens_at_least and CandidateView.at_least), the
+// top-k view (chunked_topk, canonical_order and the stand-in of CandidateView.top) and the
+// canonical order of a rescaled view. Each gives the torch path's result (tests/test_native.py).
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
@@ -14,6 +14,9 @@
 
 namespace {
 
+// The threshold view: every score at or above its row's threshold, found through the shallow
+// lanes' maxima, sorted into the canonical order (score descending, token id descending), with
+// the sentinel after them.
 using Hit = std::pair<float, int64_t>;
 
 // A score as the row reads it: divided by the folded divisor in float and rounded back to the
