@@ -2,8 +2,8 @@
 path's fallback when they cannot be.
 
 A kernel replaces a run of small torch ops whose cost on CPU is mostly per-op overhead (about
-6 µs each here) with one call that gives the same result bit for bit (``tests/test_native.py``).
-The first use compiles it (about 40 s; torch caches the build under ``TORCH_EXTENSIONS_DIR``);
+6 µs each here) with one call that gives the torch path's result (``tests/test_native.py``).
+The first use compiles them (about 45 s; torch caches the build under ``TORCH_EXTENSIONS_DIR``);
 ``LOGITKIT_NATIVE=0`` turns the kernels off, and a machine that cannot build them logs why once
 and runs the torch path.
 """

@@ -14,6 +14,13 @@
 
 namespace {
 
+// A float read of these dtypes is exact, so every comparison the kernels make is the torch path's.
+void check_readable(const torch::Tensor& tensor, const char* what) {
+  const auto dtype = tensor.scalar_type();
+  TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kHalf, what,
+              " must be float32, bfloat16 or float16");
+}
+
 // The threshold view: every score at or above its row's threshold, found through the shallow
 // lanes' maxima, sorted into the canonical order (score descending, token id descending), with
 // the sentinel after them.
@@ -107,9 +114,8 @@ std::vector<torch::Tensor> at_least(torch::Tensor scores, torch::Tensor maxima, 
                                     int64_t limit) {
   TORCH_CHECK(scores.dim() == 2 && scores.is_contiguous() && scores.device().is_cpu(),
               "scores must be a contiguous CPU [batch, vocab] tensor");
+  check_readable(scores, "scores");
   const auto dtype = scores.scalar_type();
-  TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kHalf,
-              "scores must be float32, bfloat16 or float16 (a float read of them is exact)");
   TORCH_CHECK(maxima.scalar_type() == scores.scalar_type() && maxima.is_contiguous(),
               "maxima must be contiguous, in the scores' dtype");
   TORCH_CHECK(depth > 0 && maxima.size(0) == scores.size(0) && maxima.size(1) == scores.size(1) / depth,
@@ -235,9 +241,8 @@ std::vector<torch::Tensor> top_view(torch::Tensor scores, torch::Tensor maxima, 
                                     torch::Tensor edit_values, int64_t m, int64_t depth) {
   TORCH_CHECK(scores.dim() == 2 && scores.is_contiguous() && scores.device().is_cpu(),
               "scores must be a contiguous CPU [batch, vocab] tensor");
+  check_readable(scores, "scores");
   const auto dtype = scores.scalar_type();
-  TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kHalf,
-              "scores must be float32, bfloat16 or float16 (a float read of them is exact)");
   TORCH_CHECK(maxima.scalar_type() == dtype && maxima.is_contiguous() && depth > 0 &&
                   maxima.size(0) == scores.size(0) && maxima.size(1) == scores.size(1) / depth,
               "maxima must be the scores' lane maxima (vocab // depth lanes, the scores' dtype)");
@@ -305,9 +310,8 @@ std::vector<torch::Tensor> canonical_order(torch::Tensor values, torch::Tensor i
   TORCH_CHECK(values.dim() == 2 && values.device().is_cpu() && ids.sizes() == values.sizes() &&
                   ids.scalar_type() == torch::kInt64,
               "values and ids must be CPU [batch, m] tensors, the ids int64");
+  check_readable(values, "values");
   const auto dtype = values.scalar_type();
-  TORCH_CHECK(dtype == torch::kFloat32 || dtype == torch::kBFloat16 || dtype == torch::kHalf,
-              "values must be float32, bfloat16 or float16");
   auto values_c = values.contiguous();
   auto ids_c = ids.contiguous();
   std::vector<torch::Tensor> result;
