@@ -176,3 +176,25 @@ def test_chi_square_sees_a_wrong_distribution(reg) -> None:
     observed = torch.cat([counts[big], counts[~big].sum().unsqueeze(0)])
     wanted = torch.cat([expected[big], expected[~big].sum().unsqueeze(0)]) * tokens.numel()
     assert chisquare(observed.numpy(), wanted.numpy()).pvalue < 1e-6
+
+
+def test_a_truncation_that_drops_nothing_leaves_the_next_its_row_statistics(reg) -> None:  # type: ignore[no-untyped-def]
+    """min_p keeps every token of a near-flat row, then typical_p decides a near tie. The dense
+    path gives typical_p the dense row's statistics; the fused view must too, not recompute them
+    from the view in another summation order (found by hypothesis: kept sets differed by one
+    swap, on the torch ops and the kernels alike)."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    saved = load_file(str(Path(__file__).parent / "data" / "typical_near_tie_row.safetensors"))
+    row, p = saved["row"], float(saved["top_p"])
+    fused, dense = both(CHAINS[10](p), row)
+    assert torch.equal(fused, dense)
+    from logitkit.fastpath import CandidateView, RowStats
+
+    view = CandidateView.full(row, RowStats(row))
+    assert view.keep(torch.ones_like(view.values, dtype=torch.bool)).stats is view.stats
+    dropped = torch.ones_like(view.values, dtype=torch.bool)
+    dropped[:, -1] = False
+    assert view.keep(dropped).stats is None

@@ -936,8 +936,13 @@ class CandidateView:
             values, ids = values.gather(-1, order), ids.gather(-1, order)
             if not self.complete:  # the deciding position moves with its token
                 check_at = (order == check_at.unsqueeze(-1)).to(torch.int8).argmax(dim=-1)
-        # A partial view keeps its statistics: the runner completes it or starts over.
-        stats = self.stats if not self.complete else None
+        # A partial view keeps its statistics: the runner completes it or starts over. So does a
+        # complete one that dropped nothing still alive: its row is unchanged, and the next
+        # processor must read the statistics the dense path gives it (the dense row's), not
+        # recompute them from the view in another summation order (a near tie then flips).
+        stats = self.stats
+        if self.complete and stats is not None and bool(((self.values > NEG_INF) & ~mask).any()):
+            stats = None
         return CandidateView(values, ids, self.vocab_size, self.complete, check_at, stats)
 
     def rescaled(self, values: torch.Tensor) -> CandidateView:
