@@ -26,6 +26,19 @@ void check_readable(const torch::Tensor& tensor, const char* what) {
 // the sentinel after them.
 using Hit = std::pair<float, int64_t>;
 
+// The canonical order every view keeps: score descending, then token id descending, NaN first
+// (as torch's descending sort ranks it).
+inline bool ranks_before(float a, int64_t a_id, float b, int64_t b_id) {
+  const bool a_nan = std::isnan(a), b_nan = std::isnan(b);
+  if (a_nan != b_nan) return a_nan;
+  if (!a_nan && a != b) return a > b;
+  return a_id > b_id;
+}
+
+inline bool hit_before(const Hit& a, const Hit& b) {
+  return ranks_before(a.first, a.second, b.first, b.second);
+}
+
 // A score as the row reads it: divided by the folded divisor in float and rounded back to the
 // scores' dtype, which is what torch's ``scores / divisor`` gives (checked by the tests).
 template <typename scalar_t>
@@ -65,9 +78,7 @@ std::vector<torch::Tensor> build(const torch::Tensor& scores, const torch::Tenso
         if (value >= at) found.emplace_back(value, id);
       }
       if (static_cast<int64_t>(found.size()) < limit) {
-        std::sort(found.begin(), found.end(), [](const Hit& a, const Hit& b) {
-          return a.first > b.first || (a.first == b.first && a.second > b.second);
-        });
+        std::sort(found.begin(), found.end(), hit_before);
       }
     }
   });
@@ -212,9 +223,7 @@ std::vector<torch::Tensor> top(const torch::Tensor& scores, const torch::Tensor&
           read[place[id % lanes] * depth + id / lanes].first = value;
         }
       }
-      std::partial_sort(read.begin(), read.begin() + m, read.end(), [](const Hit& a, const Hit& b) {
-        return a.first > b.first || (a.first == b.first && a.second > b.second);
-      });
+      std::partial_sort(read.begin(), read.begin() + m, read.end(), hit_before);
       scalar_t* v = out + r * m;
       int64_t* t = out_ids + r * m;
       int64_t above = m;
@@ -267,10 +276,9 @@ std::vector<torch::Tensor> top_view(torch::Tensor scores, torch::Tensor maxima, 
   return result;
 }
 
-// Rows already sorted by score (descending) put into canonical order: score descending, then
-// token id descending, NaN first (as torch's descending sort ranks it). The rows are nearly in
-// order (a rescaling only merges neighbours into ties), so a stable insertion sort takes one pass;
-// it gives what the torch path's two stable sorts give, bit for bit.
+// Rows already sorted by score (descending) put into canonical order (``ranks_before``). The
+// rows are nearly in order (a rescaling only merges neighbours into ties), so a stable insertion
+// sort takes one pass; it gives what the torch path's two stable sorts give, bit for bit.
 template <typename scalar_t>
 std::vector<torch::Tensor> canonical(const torch::Tensor& values, const torch::Tensor& ids) {
   const int64_t batch = values.size(0), width = values.size(1);
@@ -278,12 +286,6 @@ std::vector<torch::Tensor> canonical(const torch::Tensor& values, const torch::T
   auto out_ids = ids.clone();
   scalar_t* v = out_values.data_ptr<scalar_t>();
   int64_t* t = out_ids.data_ptr<int64_t>();
-  auto before = [](float a, int64_t a_id, float b, int64_t b_id) {
-    const bool a_nan = std::isnan(a), b_nan = std::isnan(b);
-    if (a_nan != b_nan) return a_nan;
-    if (!a_nan && a != b) return a > b;
-    return a_id > b_id;
-  };
   at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       scalar_t* value = v + r * width;
@@ -293,7 +295,7 @@ std::vector<torch::Tensor> canonical(const torch::Tensor& values, const torch::T
         const int64_t moving_id = id[k];
         const float key = static_cast<float>(moving);
         int64_t at = k;
-        while (at > 0 && before(key, moving_id, static_cast<float>(value[at - 1]), id[at - 1])) {
+        while (at > 0 && ranks_before(key, moving_id, static_cast<float>(value[at - 1]), id[at - 1])) {
           value[at] = value[at - 1];
           id[at] = id[at - 1];
           --at;
